@@ -1,0 +1,126 @@
+"""AI agents of a workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from shared.e164 import normalize_e164
+from shared.errors import InvalidInput, NotFound
+from shared.models import Agent, Modality
+from shared.pg import Connection
+
+_COLUMNS = (
+    "id, workspace_id, name, instructions, greeting, modality, language, voice, chat_model,"
+    " active, max_call_seconds, handoff_number, created_at"
+)
+
+
+@dataclass
+class AgentFields:
+    """What a create or update sets; None means "leave as is" on update."""
+
+    name: str | None = None
+    instructions: str | None = None
+    greeting: str | None = None
+    modality: Modality | None = None
+    language: str | None = None
+    voice: str | None = None
+    chat_model: str | None = None
+    active: bool | None = None
+    max_call_seconds: int | None = None
+    handoff_number: str | None = None
+
+    def validated(self) -> AgentFields:
+        if self.name is not None and not self.name.strip():
+            raise InvalidInput("agent name must not be empty")
+        if self.max_call_seconds is not None and not 30 <= self.max_call_seconds <= 14400:
+            raise InvalidInput("max call length must be between 30 and 14400 seconds")
+        handoff = self.handoff_number
+        if handoff:
+            handoff = normalize_e164(handoff)
+        return AgentFields(
+            name=self.name.strip() if self.name else self.name,
+            instructions=self.instructions,
+            greeting=self.greeting,
+            modality=Modality(self.modality) if self.modality else None,
+            language=self.language,
+            voice=self.voice,
+            chat_model=self.chat_model,
+            active=self.active,
+            max_call_seconds=self.max_call_seconds,
+            handoff_number=handoff,
+        )
+
+
+async def create_agent(conn: Connection, workspace_id: UUID, spec: AgentFields) -> Agent:
+    spec = spec.validated()
+    if not spec.name:
+        raise InvalidInput("agent name is required")
+    row = await conn.fetchrow(
+        f"""
+        insert into agents (workspace_id, name, instructions, greeting, modality, language,
+                            voice, chat_model, active, max_call_seconds, handoff_number)
+        values ($1, $2, coalesce($3, ''), coalesce($4, ''), coalesce($5, 'text_voice'),
+                coalesce($6, 'en-US'), $7, $8, coalesce($9, true), coalesce($10, 600), $11)
+        returning {_COLUMNS}
+        """,
+        workspace_id,
+        spec.name,
+        spec.instructions,
+        spec.greeting,
+        spec.modality.value if spec.modality else None,
+        spec.language,
+        spec.voice,
+        spec.chat_model,
+        spec.active,
+        spec.max_call_seconds,
+        spec.handoff_number,
+    )
+    return Agent.from_row(row)
+
+
+async def update_agent(conn: Connection, agent_id: UUID, spec: AgentFields) -> Agent:
+    spec = spec.validated()
+    row = await conn.fetchrow(
+        f"""
+        update agents set
+            name = coalesce($2, name), instructions = coalesce($3, instructions),
+            greeting = coalesce($4, greeting), modality = coalesce($5, modality),
+            language = coalesce($6, language), voice = coalesce($7, voice),
+            chat_model = coalesce($8, chat_model), active = coalesce($9, active),
+            max_call_seconds = coalesce($10, max_call_seconds),
+            handoff_number = coalesce($11, handoff_number), updated_at = now()
+        where id = $1
+        returning {_COLUMNS}
+        """,
+        agent_id,
+        spec.name,
+        spec.instructions,
+        spec.greeting,
+        spec.modality.value if spec.modality else None,
+        spec.language,
+        spec.voice,
+        spec.chat_model,
+        spec.active,
+        spec.max_call_seconds,
+        spec.handoff_number,
+    )
+    if row is None:
+        raise NotFound(f"agent {agent_id} not found")
+    return Agent.from_row(row)
+
+
+async def get_agent(conn: Connection, agent_id: UUID) -> Agent:
+    row = await conn.fetchrow(f"select {_COLUMNS} from agents where id = $1", agent_id)
+    if row is None:
+        raise NotFound(f"agent {agent_id} not found")
+    return Agent.from_row(row)
+
+
+async def list_agents(conn: Connection, workspace_id: UUID) -> list[Agent]:
+    rows = await conn.fetch(
+        f"select {_COLUMNS} from agents where workspace_id = $1 order by created_at, id",
+        workspace_id,
+    )
+    return [Agent.from_row(r) for r in rows]

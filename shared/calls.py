@@ -1,0 +1,178 @@
+"""Calls: one row per phone call (Twilio CallSid), whichever path answers it.
+
+A Twilio call bridged into LiveKit stays one call and one conversation: the worker finds
+the row by the CallSid the gateway passed in the SIP headers. Voice minutes are charged
+once per call under the key `voice_minutes:<call_sid>`, by whichever path ends it first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+
+from shared import billing, conversations
+from shared.billing import ChargeResult
+from shared.models import ChargeKind
+from shared.pg import Connection
+
+CallSource = Literal["twilio", "livekit"]
+TERMINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+
+_COLUMNS = (
+    "id, call_sid, conversation_id, workspace_id, channel_id, agent_id, source, status,"
+    " from_number, to_number, connected_at, ended_at, duration_seconds, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    id: UUID
+    call_sid: str
+    conversation_id: UUID
+    workspace_id: UUID
+    channel_id: UUID | None
+    agent_id: UUID | None
+    source: str
+    status: str
+    from_number: str | None
+    to_number: str | None
+    connected_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: int | None
+    created_at: datetime
+    created: bool = True
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, *, created: bool = True) -> Call:
+        return cls(**dict(row), created=created)
+
+
+def voice_charge_key(call_sid: str) -> str:
+    return f"voice_minutes:{call_sid}"
+
+
+async def open_call(
+    conn: Connection,
+    *,
+    call_sid: str,
+    workspace_id: UUID,
+    channel_id: UUID | None,
+    agent_id: UUID | None,
+    source: CallSource,
+    from_number: str | None,
+    to_number: str | None,
+    status: str = "ringing",
+    is_test: bool = False,
+) -> Call:
+    """The call and its conversation, created once per call_sid (a retry returns the same)."""
+    async with conn.transaction():
+        # Serialise concurrent webhooks for one CallSid so we never open two conversations.
+        await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 7))", call_sid)
+        row = await conn.fetchrow(f"select {_COLUMNS} from calls where call_sid = $1", call_sid)
+        if row is not None:
+            return Call.from_row(row, created=False)
+        conversation_id = await conversations.open_conversation(
+            conn,
+            workspace_id=workspace_id,
+            kind="voice",
+            channel_id=channel_id,
+            contact_number=from_number,
+            agent_id=agent_id,
+            is_test=is_test,
+        )
+        row = await conn.fetchrow(
+            f"""
+            insert into calls (call_sid, conversation_id, workspace_id, channel_id, agent_id,
+                               source, status, from_number, to_number)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {_COLUMNS}
+            """,
+            call_sid,
+            conversation_id,
+            workspace_id,
+            channel_id,
+            agent_id,
+            source,
+            status,
+            from_number,
+            to_number,
+        )
+        assert row is not None
+        return Call.from_row(row)
+
+
+async def get_call(conn: Connection, call_sid: str) -> Call | None:
+    row = await conn.fetchrow(f"select {_COLUMNS} from calls where call_sid = $1", call_sid)
+    return Call.from_row(row, created=False) if row else None
+
+
+async def mark_connected(conn: Connection, call_sid: str, at: datetime | None = None) -> None:
+    """The caller is connected (first answer); later calls keep the first time."""
+    await conn.execute(
+        """
+        update calls set connected_at = coalesce(connected_at, $2, now()),
+                         status = case when ended_at is null then 'in-progress' else status end,
+                         updated_at = now()
+        where call_sid = $1
+        """,
+        call_sid,
+        at,
+    )
+
+
+async def touch(conn: Connection, call_sid: str) -> None:
+    """Heartbeat of a live call, so a sweeper can tell a crashed worker's calls apart."""
+    await conn.execute("update calls set updated_at = now() where call_sid = $1", call_sid)
+
+
+async def finish_call(
+    conn: Connection,
+    call_sid: str,
+    *,
+    status: str,
+    duration_seconds: int | None = None,
+    ended_at: datetime | None = None,
+) -> ChargeResult | None:
+    """End the call once: close its conversation and charge whole minutes if it connected.
+
+    Safe to repeat and to race: the first caller sets the end; the charge is keyed by CallSid.
+    Without `duration_seconds`, the duration is connected_at -> ended_at.
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """
+            update calls set
+                status = $2,
+                ended_at = coalesce(ended_at, $4, now()),
+                duration_seconds = coalesce(
+                    duration_seconds, $3,
+                    case when connected_at is not null then greatest(0, ceil(extract(epoch from
+                        coalesce(ended_at, $4, now()) - connected_at)))::int end),
+                updated_at = now()
+            where call_sid = $1
+            returning id, workspace_id, conversation_id, connected_at, duration_seconds
+            """,
+            call_sid,
+            status,
+            duration_seconds,
+            ended_at,
+        )
+        if row is None:
+            return None
+        await conversations.close_conversation(conn, row["conversation_id"])
+        connected = row["connected_at"] is not None or (duration_seconds or 0) > 0
+        minutes = billing.billable_minutes(row["duration_seconds"] or 0)
+        if not connected or minutes == 0:
+            return None
+        return await billing.record_charge(
+            conn,
+            workspace_id=row["workspace_id"],
+            kind=ChargeKind.VOICE_MINUTES,
+            quantity=minutes,
+            idempotency_key=voice_charge_key(call_sid),
+            conversation_id=row["conversation_id"],
+            reference=call_sid,
+        )

@@ -1,0 +1,211 @@
+"""Conversations and their messages: what the inbox shows, written as it happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+
+from shared.errors import NotFound
+from shared.pg import Connection
+
+Direction = Literal["inbound", "outbound"]
+MessageRole = Literal["user", "assistant", "system"]
+ConversationKind = Literal["sms", "voice", "playground"]
+
+_CONV_COLUMNS = (
+    "id, workspace_id, channel_id, kind, agent_id, contact_number, status, handed_off,"
+    " is_test, opened_at, closed_at, last_message_at"
+)
+_MSG_COLUMNS = (
+    "id, conversation_id, direction, role, body, provider_id, status, interrupted,"
+    " num_segments, created_at"
+)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: UUID
+    direction: str
+    role: str
+    body: str
+    provider_id: str | None
+    status: str | None
+    interrupted: bool
+    num_segments: int | None
+    created_at: datetime
+    created: bool = True  # False when a provider retry found the message already stored
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, *, created: bool = True) -> StoredMessage:
+        return cls(**dict(row), created=created)
+
+
+async def open_sms_conversation(
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    channel_id: UUID,
+    contact_number: str,
+    agent_id: UUID | None,
+) -> UUID:
+    """The open SMS conversation of this channel and contact; a new one when the last closed."""
+    row = await conn.fetchrow(
+        """
+        insert into conversations (workspace_id, channel_id, kind, agent_id, contact_number)
+        values ($1, $2, 'sms', $3, $4)
+        on conflict (channel_id, contact_number) where status = 'open' and kind = 'sms'
+        do nothing returning id
+        """,
+        workspace_id,
+        channel_id,
+        agent_id,
+        contact_number,
+    )
+    if row is not None:
+        conversation_id: UUID = row["id"]
+        return conversation_id
+    existing: UUID | None = await conn.fetchval(
+        "select id from conversations where channel_id = $1 and contact_number = $2"
+        " and status = 'open' and kind = 'sms'",
+        channel_id,
+        contact_number,
+    )
+    if existing is None:  # closed between our insert and select: try once more
+        return await open_sms_conversation(
+            conn,
+            workspace_id=workspace_id,
+            channel_id=channel_id,
+            contact_number=contact_number,
+            agent_id=agent_id,
+        )
+    return existing
+
+
+async def open_conversation(
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    kind: ConversationKind,
+    channel_id: UUID | None,
+    contact_number: str | None,
+    agent_id: UUID | None,
+    is_test: bool = False,
+) -> UUID:
+    """A new conversation (one per call or playground session)."""
+    conversation_id: UUID = await conn.fetchval(
+        """
+        insert into conversations (workspace_id, channel_id, kind, agent_id, contact_number,
+                                   is_test)
+        values ($1, $2, $3, $4, $5, $6) returning id
+        """,
+        workspace_id,
+        channel_id,
+        kind,
+        agent_id,
+        contact_number,
+        is_test,
+    )
+    return conversation_id
+
+
+async def add_message(
+    conn: Connection,
+    conversation_id: UUID,
+    *,
+    direction: Direction,
+    role: MessageRole,
+    body: str,
+    provider_id: str | None = None,
+    status: str | None = None,
+    interrupted: bool = False,
+    num_segments: int | None = None,
+) -> StoredMessage:
+    """Store a message once: a repeated `provider_id` returns the stored row with created=False."""
+    row = await conn.fetchrow(
+        f"""
+        insert into messages (conversation_id, direction, role, body, provider_id, status,
+                              interrupted, num_segments)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        on conflict (provider_id) do nothing
+        returning {_MSG_COLUMNS}
+        """,
+        conversation_id,
+        direction,
+        role,
+        body,
+        provider_id,
+        status,
+        interrupted,
+        num_segments,
+    )
+    if row is None:
+        existing = await conn.fetchrow(
+            f"select {_MSG_COLUMNS} from messages where provider_id = $1", provider_id
+        )
+        assert existing is not None
+        return StoredMessage.from_row(existing, created=False)
+    await conn.execute(
+        "update conversations set last_message_at = $2 where id = $1",
+        conversation_id,
+        row["created_at"],
+    )
+    return StoredMessage.from_row(row)
+
+
+async def history(
+    conn: Connection, conversation_id: UUID, *, limit: int = 50
+) -> list[StoredMessage]:
+    """The last `limit` messages in order (oldest first)."""
+    rows = await conn.fetch(
+        f"""
+        select * from (
+            select {_MSG_COLUMNS} from messages where conversation_id = $1
+            order by id desc limit $2
+        ) recent order by id
+        """,
+        conversation_id,
+        limit,
+    )
+    return [StoredMessage.from_row(r) for r in rows]
+
+
+async def close_conversation(conn: Connection, conversation_id: UUID) -> None:
+    await conn.execute(
+        "update conversations set status = 'closed', closed_at = coalesce(closed_at, now())"
+        " where id = $1",
+        conversation_id,
+    )
+
+
+async def mark_handed_off(conn: Connection, conversation_id: UUID) -> None:
+    await conn.execute("update conversations set handed_off = true where id = $1", conversation_id)
+
+
+async def get_conversation(conn: Connection, conversation_id: UUID) -> dict[str, object]:
+    row = await conn.fetchrow(
+        f"select {_CONV_COLUMNS} from conversations where id = $1", conversation_id
+    )
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return dict(row)
+
+
+async def list_conversations(
+    conn: Connection, workspace_id: UUID, *, limit: int = 100
+) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        f"""
+        select {_CONV_COLUMNS},
+               (select count(*) from messages m where m.conversation_id = c.id) as message_count
+        from conversations c where workspace_id = $1
+        order by opened_at desc, id limit $2
+        """,
+        workspace_id,
+        limit,
+    )
+    return [dict(r) for r in rows]

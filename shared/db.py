@@ -1,0 +1,54 @@
+"""The one asyncpg pool, built from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+
+from shared import migrate
+from shared.devdb import start_embedded
+from shared.pg import UNAVAILABLE_ERRORS, Connection
+from shared.settings import Settings
+
+Pool = asyncpg.Pool
+__all__ = ["UNAVAILABLE_ERRORS", "Connection", "Pool", "create_pool", "resolve_dsn"]
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """DATABASE_URL when set, else the embedded server under WASSLA_DATA_DIR."""
+    if settings.database_url:
+        return settings.database_url
+    return await asyncio.to_thread(start_embedded, settings.data_dir)
+
+
+async def _init_connection(conn: Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(settings: Settings, *, require_current_schema: bool = True) -> Pool:
+    """Open the pool; refuse to serve on a schema that is not fully migrated."""
+    dsn = await resolve_dsn(settings)
+    pool: Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        init=_init_connection,
+        command_timeout=10,
+        timeout=5,
+    )
+    if require_current_schema:
+        try:
+            async with pool.acquire() as conn:
+                await migrate.check_current(conn)
+        except BaseException:
+            await pool.close()
+            raise
+    return pool
+
+
+def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A row as a plain dict (for JSON output), or None."""
+    return dict(row) if row is not None else None

@@ -1,0 +1,105 @@
+"""The one `Settings` object: every knob of the gateway, the worker and the CLI.
+
+Read once at start-up (`Settings()` reads the environment and `.env`) and passed down;
+nothing else in the code reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import MissingSetting
+
+# Secrets and endpoints a command may require, by field name -> environment variable.
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "public_base_url": "PUBLIC_BASE_URL",
+    "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "openai_api_key": "OPENAI_API_KEY",
+    "livekit_url": "LIVEKIT_URL",
+    "livekit_api_key": "LIVEKIT_API_KEY",
+    "livekit_api_secret": "LIVEKIT_API_SECRET",
+    "livekit_sip_uri": "LIVEKIT_SIP_URI",
+    "jwt_secret": "WASSLA_JWT_SECRET",
+    "recordings_bucket": "RECORDINGS_BUCKET",
+    "s3_endpoint_url": "S3_ENDPOINT_URL",
+    "s3_access_key_id": "S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "S3_SECRET_ACCESS_KEY",
+}
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment (names are the upper-case field names unless aliased)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production"] = Field("development", validation_alias="WASSLA_ENV")
+
+    # Storage
+    database_url: str | None = None
+    data_dir: Path = Field(Path(".wassla"), validation_alias="WASSLA_DATA_DIR")
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 10
+
+    # HTTP gateway
+    host: str = "0.0.0.0"
+    port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    # Twilio
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = 10.0
+
+    # OpenAI-compatible API (chat, STT, TTS)
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_chat_model: str = "gpt-4o-mini"
+    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_timeout_seconds: float = 20.0
+    openai_max_retries: int = 2
+
+    # LiveKit
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
+    livekit_sip_uri: str | None = None
+    worker_agent_name: str = "wassla-voice"
+    worker_drain_timeout_seconds: int = 285
+    worker_health_port: int = 8081
+
+    # Recordings: a local directory under data_dir, or an S3-compatible private bucket
+    recordings_backend: Literal["local", "s3"] = "local"
+    recordings_bucket: str = "call-recordings"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    recordings_url_ttl_seconds: int = 300
+
+    # Channels API user tokens (Supabase-style HS256)
+    jwt_secret: str | None = Field(None, validation_alias="WASSLA_JWT_SECRET")
+
+    @field_validator("public_base_url", "twilio_api_base_url", "openai_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def require(self, *fields: str) -> None:
+        """Fail fast, naming the environment variables a command needs but lacks."""
+        missing = [f for f in fields if not getattr(self, f)]
+        if missing:
+            raise MissingSetting([_ENV_NAMES.get(f, f.upper()) for f in missing])
+
+    @property
+    def livekit_configured(self) -> bool:
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)

@@ -1,0 +1,105 @@
+"""Real components, started once per test run: embedded Postgres, moto's S3 server.
+
+Each test that asks for `pool` gets clean tables (plans and the migration table survive).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared import migrate
+from shared.devdb import start_embedded
+from shared.settings import Settings
+
+TWILIO_TEST_TOKEN = "test-twilio-auth-token"
+JWT_TEST_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef"
+PUBLIC_BASE_URL = "https://gateway.example.test"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are 0700 and Postgres runs as its own system user.
+    path = Path(tempfile.mkdtemp(prefix="wassla-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(data_dir: Path) -> str:
+    return start_embedded(data_dir)
+
+
+@pytest.fixture(scope="session")
+async def _migrated(pg_dsn: str) -> str:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await migrate.apply(conn)
+    finally:
+        await conn.close()
+    return pg_dsn
+
+
+@pytest.fixture(scope="session")
+def base_settings(pg_dsn: str, data_dir: Path) -> Settings:
+    """Settings as the test run's processes see them; tests copy and adjust with model_copy."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=pg_dsn,
+        data_dir=data_dir,
+        public_base_url=PUBLIC_BASE_URL,
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token=TWILIO_TEST_TOKEN,
+        jwt_secret=JWT_TEST_SECRET,
+        openai_api_key="test-openai-key",
+    )
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    return base_settings.model_copy()
+
+
+@pytest.fixture(scope="session")
+async def _session_pool(_migrated: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(_migrated, min_size=1, max_size=12)
+    yield pool
+    await pool.close()
+
+
+async def truncate_all(pool: asyncpg.Pool) -> None:
+    tables = await pool.fetch(
+        "select tablename from pg_tables where schemaname = 'public'"
+        " and tablename not in ('plans', 'schema_migrations')"
+    )
+    if tables:
+        names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+        await pool.execute(f"truncate {names} restart identity cascade")
+
+
+@pytest.fixture
+async def pool(_session_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The shared pool over clean tables."""
+    await truncate_all(_session_pool)
+    yield _session_pool
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-protocol server on loopback (a real HTTP server, in a thread)."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

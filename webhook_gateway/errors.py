@@ -1,0 +1,63 @@
+"""Our exceptions -> HTTP status codes, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from shared.db import UNAVAILABLE_ERRORS
+from shared.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PlanExcludesChannel,
+    SchemaNotCurrent,
+    WasslaError,
+)
+
+logger = logging.getLogger("webhook_gateway")
+
+_STATUS: list[tuple[type[WasslaError], int]] = [
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (PlanExcludesChannel, 402),
+    (SchemaNotCurrent, 503),
+]
+
+
+def status_for(exc: WasslaError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WasslaError)
+        status = status_for(exc)
+        if status >= 500:
+            logger.error("gateway.domain_error", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # Twilio retries a 503; nothing was half-written because every write is one transaction.
+        logger.warning(
+            "gateway.database_unavailable", extra={"path": request.url.path, "error": repr(exc)}
+        )
+        return Response(
+            "database unavailable, retry", status_code=503, headers={"Retry-After": "1"}
+        )
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": exc.errors()}, status_code=422)
+
+    app.add_exception_handler(WasslaError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, database_unavailable)
