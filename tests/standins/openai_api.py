@@ -1,0 +1,221 @@
+"""A local OpenAI-compatible API speaking the real wire format.
+
+Serves `POST /v1/chat/completions` (SSE streaming and plain JSON), `POST /v1/audio/transcriptions`
+and `POST /v1/audio/speech` (real PCM/WAV audio), so our real clients (the `openai` SDK and
+livekit-plugins-openai) can be pointed at it with OPENAI_BASE_URL. Tests script replies,
+latencies and failures, and read what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import struct
+import threading
+import time
+import wave
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.standins.server import ThreadedServer
+
+TTS_SAMPLE_RATE = 24_000
+
+
+@dataclass
+class ChatScript:
+    """What the next chat completions answer (consumed in order; `default_reply` after)."""
+
+    reply: str
+    first_token_delay: float = 0.0
+    token_delay: float = 0.0
+    status: int = 200  # e.g. 500/429 for a retryable failure, 400 for a final one
+
+
+@dataclass
+class OpenAIStandIn:
+    default_reply: str = "Thanks for your message. How can I help?"
+    default_transcript: str = "I would like to know my order status."
+    tts_seconds_per_char: float = 0.06
+    stt_delay: float = 0.0
+    tts_first_byte_delay: float = 0.0
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    transcription_requests: list[dict[str, Any]] = field(default_factory=list)
+    speech_requests: list[dict[str, Any]] = field(default_factory=list)
+    _chat_scripts: deque[ChatScript] = field(default_factory=deque)
+    _transcripts: deque[str] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadedServer | None = None
+
+    # --- scripting -------------------------------------------------------------------------
+
+    def script_chat(self, *scripts: ChatScript | str) -> None:
+        with self._lock:
+            for s in scripts:
+                self._chat_scripts.append(ChatScript(s) if isinstance(s, str) else s)
+
+    def script_transcripts(self, *texts: str) -> None:
+        with self._lock:
+            self._transcripts.extend(texts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._chat_scripts.clear()
+            self._transcripts.clear()
+            self.chat_requests.clear()
+            self.transcription_requests.clear()
+            self.speech_requests.clear()
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return self.server.url + "/v1"
+
+    def _next_chat(self) -> ChatScript:
+        with self._lock:
+            return (
+                self._chat_scripts.popleft()
+                if self._chat_scripts
+                else ChatScript(self.default_reply)
+            )
+
+    def _next_transcript(self) -> str:
+        with self._lock:
+            return self._transcripts.popleft() if self._transcripts else self.default_transcript
+
+    # --- the app ---------------------------------------------------------------------------
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                self.chat_requests.append(
+                    {"body": body, "auth": request.headers.get("authorization"), "at": time.time()}
+                )
+            script = self._next_chat()
+            if script.status != 200:
+                return JSONResponse(
+                    {"error": {"message": "scripted failure", "type": "server_error"}},
+                    status_code=script.status,
+                )
+            model = body.get("model", "stand-in")
+            created = int(time.time())
+            if not body.get("stream"):
+                await asyncio.sleep(script.first_token_delay)
+                return JSONResponse(
+                    {
+                        "id": "chatcmpl-standin",
+                        "object": "chat.completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": script.reply},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+                    }
+                )
+
+            async def events() -> AsyncIterator[bytes]:
+                def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                    payload = {
+                        "id": "chatcmpl-standin",
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                    return f"data: {json.dumps(payload)}\n\n".encode()
+
+                await asyncio.sleep(script.first_token_delay)
+                yield chunk({"role": "assistant", "content": ""})
+                words = script.reply.split(" ")
+                for i, word in enumerate(words):
+                    yield chunk({"content": word if i == 0 else " " + word})
+                    if script.token_delay:
+                        await asyncio.sleep(script.token_delay)
+                yield chunk({}, "stop")
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {
+                        "id": "chatcmpl-standin",
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": len(words),
+                                  "total_tokens": 10 + len(words)},
+                    }  # fmt: skip
+                    yield f"data: {json.dumps(usage)}\n\n".encode()
+                yield b"data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        @app.post("/v1/audio/transcriptions")
+        async def transcriptions(request: Request) -> Response:
+            form = await request.form()
+            upload = form.get("file")
+            audio = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+            text = self._next_transcript()
+            with self._lock:
+                self.transcription_requests.append(
+                    {"model": form.get("model"), "language": form.get("language"),
+                     "audio_bytes": len(audio), "at": time.time(), "text": text}
+                )  # fmt: skip
+            await asyncio.sleep(self.stt_delay)
+            return JSONResponse({"text": text})
+
+        @app.post("/v1/audio/speech")
+        async def speech(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                self.speech_requests.append({"body": body, "at": time.time()})
+            await asyncio.sleep(self.tts_first_byte_delay)
+            seconds = max(0.3, len(body.get("input", "")) * self.tts_seconds_per_char)
+            pcm = tone_pcm(seconds, TTS_SAMPLE_RATE)
+            if body.get("response_format") == "wav":
+                return Response(wav_bytes(pcm, TTS_SAMPLE_RATE), media_type="audio/wav")
+            return Response(pcm, media_type="audio/pcm")
+
+        return app
+
+    def start(self) -> OpenAIStandIn:
+        self.server = ThreadedServer(self.app()).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+
+
+def tone_pcm(seconds: float, sample_rate: int, freq: float = 440.0) -> bytes:
+    """16-bit mono PCM of a voiced-like tone (two harmonics), loud enough to be heard."""
+    n = int(seconds * sample_rate)
+    frames = bytearray()
+    for i in range(n):
+        t = i / sample_rate
+        value = 0.35 * math.sin(2 * math.pi * freq * t) + 0.15 * math.sin(4 * math.pi * freq * t)
+        frames += struct.pack("<h", int(value * 32767))
+    return bytes(frames)
+
+
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+    return buffer.getvalue()
