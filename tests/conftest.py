@@ -1,4 +1,5 @@
-"""Real components, started once per test run: embedded Postgres, moto's S3 server.
+"""Real components, started once per test run: embedded Postgres, moto's S3 server, and
+loopback stand-ins for the paid APIs (OpenAI-compatible, Twilio REST) that settings point at.
 
 Each test that asks for `pool` gets clean tables (plans and the migration table survive).
 """
@@ -17,8 +18,11 @@ import pytest
 from shared import migrate
 from shared.devdb import start_embedded
 from shared.settings import Settings
+from tests.standins.openai_api import OpenAIStandIn
+from tests.standins.twilio_api import TwilioStandIn
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
+TWILIO_ACCOUNT_SID = "AC" + "0" * 32
 JWT_TEST_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef"
 PUBLIC_BASE_URL = "https://gateway.example.test"
 
@@ -48,17 +52,50 @@ async def _migrated(pg_dsn: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_settings(pg_dsn: str, data_dir: Path) -> Settings:
+def _openai_standin() -> Iterator[OpenAIStandIn]:
+    standin = OpenAIStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def _twilio_standin() -> Iterator[TwilioStandIn]:
+    standin = TwilioStandIn(account_sid=TWILIO_ACCOUNT_SID, auth_token=TWILIO_TEST_TOKEN).start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def openai_standin(_openai_standin: OpenAIStandIn) -> OpenAIStandIn:
+    """The OpenAI-compatible stand-in every test's settings point at, with fresh scripts."""
+    _openai_standin.reset()
+    return _openai_standin
+
+
+@pytest.fixture
+def twilio_standin(_twilio_standin: TwilioStandIn) -> TwilioStandIn:
+    """The Twilio REST stand-in every test's settings point at, with fresh logs."""
+    _twilio_standin.reset()
+    return _twilio_standin
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    pg_dsn: str, data_dir: Path, _openai_standin: OpenAIStandIn, _twilio_standin: TwilioStandIn
+) -> Settings:
     """Settings as the test run's processes see them; tests copy and adjust with model_copy."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=pg_dsn,
         data_dir=data_dir,
         public_base_url=PUBLIC_BASE_URL,
-        twilio_account_sid="AC" + "0" * 32,
+        twilio_account_sid=TWILIO_ACCOUNT_SID,
         twilio_auth_token=TWILIO_TEST_TOKEN,
+        twilio_api_base_url=_twilio_standin.base_url,
         jwt_secret=JWT_TEST_SECRET,
         openai_api_key="test-openai-key",
+        openai_base_url=_openai_standin.base_url,
+        openai_timeout_seconds=5.0,
     )
 
 

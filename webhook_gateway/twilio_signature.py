@@ -1,0 +1,106 @@
+"""Every Twilio webhook passes through here: size and type checks, parsing, signature check.
+
+The signature is checked with the `twilio` library's RequestValidator against
+PUBLIC_BASE_URL + path + the raw query string: behind Fly's TLS proxy the URL the request
+arrives on is not the one Twilio signed. Repeated form keys are kept (they are signed too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, HTTPException, Request
+from starlette.datastructures import FormData, UploadFile
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+from webhook_gateway.deps import SettingsDep
+
+logger = logging.getLogger("webhook_gateway.twilio")
+
+MAX_BODY_BYTES = 256 * 1024  # an SMS with 10 media URLs is ~5 KB; anything near this is abuse
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class TwilioRequest:
+    """A webhook Twilio really sent: its form fields (or JSON body) and the URL it signed."""
+
+    form: FormData
+    json_body: Any
+    url: str
+
+    def get(self, name: str, default: str = "") -> str:
+        value = self.form.get(name)
+        return value if isinstance(value, str) else default
+
+
+def signed_url(public_base_url: str, request: Request) -> str:
+    """The URL Twilio signed: our public base, the path, and the query exactly as sent."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return public_base_url + request.url.path + (f"?{query}" if query else "")
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise HTTPException(status_code=413, detail="request body too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(status_code=413, detail="request body too large")
+    return bytes(body)
+
+
+async def verified_twilio_request(request: Request, settings: SettingsDep) -> TwilioRequest:
+    """A parsed, signature-checked Twilio webhook, or a 4xx before anything is written."""
+    if not settings.twilio_auth_token:
+        logger.error("twilio.auth_token_missing")
+        raise HTTPException(status_code=503, detail="TWILIO_AUTH_TOKEN is not configured")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (_FORM, _JSON):
+        raise HTTPException(status_code=415, detail="expected a form or JSON body")
+    body = await _read_body(request)
+    url = signed_url(settings.public_base_url, request)
+    signature = request.headers.get("x-twilio-signature", "")
+    validator = RequestValidator(settings.twilio_auth_token)
+    algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(status_code=400, detail="body is not UTF-8") from None
+
+    json_body: Any = None
+    if content_type == _JSON:
+        if "bodySHA256=" not in url:
+            raise HTTPException(status_code=403, detail="JSON webhooks must carry bodySHA256")
+        valid = bool(signature) and validator.validate(url, text, signature, algorithm)
+        if valid:
+            try:
+                json_body = json.loads(text)
+            except ValueError:
+                raise HTTPException(status_code=400, detail="malformed JSON body") from None
+        form = FormData()
+    else:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        except ValueError:
+            raise HTTPException(status_code=400, detail="malformed form body") from None
+        items: list[tuple[str, str | UploadFile]] = list(pairs)
+        form = FormData(items)
+        valid = bool(signature) and validator.validate(url, form, signature, algorithm)
+    if not valid:
+        logger.warning(
+            "twilio.signature_rejected",
+            extra={"path": request.url.path, "has_signature": bool(signature)},
+        )
+        raise HTTPException(status_code=403, detail="invalid Twilio signature")
+    return TwilioRequest(form=form, json_body=json_body, url=url)
+
+
+TwilioRequestDep = Annotated[TwilioRequest, Depends(verified_twilio_request)]
