@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.chat import TextChat
 from shared.db import create_pool
 from shared.recordings import build_store
 from shared.settings import Settings
 from webhook_gateway.errors import install_error_handlers
-from webhook_gateway.routes import health, recordings
+from webhook_gateway.routes import channels, health, recordings, sms, voice
 from webhook_gateway.state import GatewayState
+from webhook_gateway.twilio_rest import TwilioRest
 
 logger = logging.getLogger("webhook_gateway")
 
@@ -24,7 +26,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings)
-        state = GatewayState(settings=settings, pool=pool, recordings=build_store(settings))
+        state = GatewayState(
+            settings=settings,
+            pool=pool,
+            recordings=build_store(settings),
+            chat=TextChat(settings),
+            twilio=TwilioRest(settings) if settings.twilio_account_sid else None,
+        )
         app.state.gateway = state
         try:
             await state.start()
@@ -37,4 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(recordings.router)
+    app.include_router(sms.router)
+    app.include_router(voice.router)
+    app.include_router(channels.router)
     return app

@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.chat import TextChat
 from shared.db import Pool
 from shared.recordings import RecordingStore
 from shared.settings import Settings
+from webhook_gateway.twilio_rest import TwilioRest
 
 logger = logging.getLogger("webhook_gateway")
 
@@ -22,6 +24,9 @@ class GatewayState:
     settings: Settings
     pool: Pool
     recordings: RecordingStore
+    chat: TextChat
+    # None when TWILIO_ACCOUNT_SID is unset (dev without an account): nothing can be sent.
+    twilio: TwilioRest | None
     # Hooks run at start-up after the pool opens (e.g. resume work a restart interrupted).
     start_hooks: list[StartHook] = field(default_factory=list)
     # Hooks run at shutdown before the pool closes (e.g. close HTTP clients).
@@ -59,3 +64,6 @@ class GatewayState:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         for hook in self.close_hooks:
             await hook()
+        await self.chat.aclose()
+        if self.twilio is not None:
+            await self.twilio.aclose()
