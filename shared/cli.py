@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = Settings()
+        if settings.env == "production":
+            # Never fall back to an embedded database in production.
+            settings.require("database_url")
         if args.command == "dev":
             from shared.dev import run_dev
 

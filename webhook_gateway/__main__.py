@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from shared.errors import WasslaError
+from shared.errors import MissingSetting, WasslaError
 from shared.settings import Settings
 from webhook_gateway.app import create_app
 
@@ -20,7 +20,9 @@ def main() -> int:
     settings = Settings()
     try:
         if settings.env == "production":
-            settings.require("twilio_auth_token", "public_base_url", "jwt_secret")
+            settings.require("database_url", "twilio_auth_token", "public_base_url", "jwt_secret")
+            if not settings.public_base_url.startswith("https://"):
+                raise MissingSetting(["PUBLIC_BASE_URL (the https URL Twilio calls)"])
         else:
             settings.require("twilio_auth_token")
     except WasslaError as exc:
