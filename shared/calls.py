@@ -176,3 +176,55 @@ async def finish_call(
             conversation_id=row["conversation_id"],
             reference=call_sid,
         )
+
+
+@dataclass(frozen=True)
+class StaleCallClosed:
+    call_sid: str
+    charge: ChargeResult | None
+
+
+async def close_stale_calls(
+    conn: Connection,
+    *,
+    stale_after_seconds: float,
+    source: CallSource = "livekit",
+    status: str = "completed",
+) -> list[StaleCallClosed]:
+    """Finish calls of `source` whose owner stopped heartbeating (a crashed worker's calls).
+
+    The call is taken to have ended at its last heartbeat, so the caller is charged for the
+    minutes the worker was alive for, once (finish_call's idempotency key).
+    """
+    rows = await conn.fetch(
+        """
+        select call_sid from calls
+        where ended_at is null and source = $1
+          and updated_at < now() - make_interval(secs => $2)
+        order by updated_at limit 1000
+        """,
+        source,
+        float(stale_after_seconds),
+    )
+    closed = []
+    for candidate in rows:
+        async with conn.transaction():
+            # Re-check under the row lock: a heartbeat may have landed since, or another
+            # sweeper may hold this call.
+            row = await conn.fetchrow(
+                """
+                select call_sid, updated_at from calls
+                where call_sid = $1 and ended_at is null
+                  and updated_at < now() - make_interval(secs => $2)
+                for update skip locked
+                """,
+                candidate["call_sid"],
+                float(stale_after_seconds),
+            )
+            if row is None:
+                continue
+            charge = await finish_call(
+                conn, row["call_sid"], status=status, ended_at=row["updated_at"]
+            )
+            closed.append(StaleCallClosed(row["call_sid"], charge))
+    return closed

@@ -76,6 +76,27 @@ class Settings(BaseSettings):
     worker_agent_name: str = "wassla-voice"
     worker_drain_timeout_seconds: int = 285
     worker_health_port: int = 8081
+    # Voice worker: barge-in (VAD-based, offline) and endpointing thresholds
+    worker_interruption_min_duration: float = 0.5  # seconds of caller speech that interrupt
+    worker_interruption_min_words: int = 0  # >0 also requires that many transcribed words
+    worker_false_interruption_timeout: float = 2.0  # no words by then: resume the agent
+    worker_resume_false_interruption: bool = True
+    worker_endpointing_min_delay: float = 0.5  # silence after speech that ends a turn
+    worker_endpointing_max_delay: float = 3.0
+    worker_stt_detect_language: bool = True  # callers may speak another language
+    # Playground (non-SIP) sessions without an agent in job/room metadata use this agent.
+    worker_playground_agent_id: str | None = None
+    # Live calls are touched every heartbeat; a call untouched for stale_seconds is closed
+    # and charged by the sweeper (worker start-up and every sweep interval).
+    worker_heartbeat_seconds: float = 15.0
+    worker_stale_call_seconds: float = 90.0
+    worker_sweep_interval_seconds: float = 60.0
+    worker_max_call_warning_seconds: float = 30.0  # warn this long before max call length
+    # Jobs run in a process each (isolation) or as threads of one process (memory per call).
+    worker_job_executor: Literal["process", "thread"] = "process"
+    worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
+    worker_load_threshold: float = 0.75
+    worker_job_memory_warn_mb: float = 500.0
 
     # Recordings: a local directory under data_dir, or an S3-compatible private bucket
     recordings_backend: Literal["local", "s3"] = "local"

@@ -1,0 +1,1 @@
+"""The LiveKit voice worker: answers SIP calls and playground sessions with an AI agent."""

@@ -168,6 +168,7 @@ class OpenAIStandIn:
             form = await request.form()
             upload = form.get("file")
             audio = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+            await form.close()  # its spooled upload file, else an unraisable warning at GC
             text = self._next_transcript()
             with self._lock:
                 self.transcription_requests.append(

@@ -1,0 +1,167 @@
+"""The voice worker against a real livekit-server, real Postgres, moto S3 and the OpenAI stand-in.
+
+One worker process serves every test here; each test is one phone call in a fresh room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from shared import calls as calls_db
+from shared.models import BillingMode
+from shared.recordings import S3RecordingStore
+from tests import factories
+from tests.standins.openai_api import ChatScript, OpenAIStandIn
+from tests.worker.conftest import BUCKET, CallFactory, WorkerProcess
+from tests.worker.phone import espeak_pcm
+
+OUR_NUMBER = "+15557654321"
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0, what: str = "condition"
+) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def voice_line(
+    pool: asyncpg.Pool,
+    *,
+    billing_mode: BillingMode = BillingMode.LIVE,
+    plan: str = "starter",
+    **agent_fields: Any,
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        ws = await factories.workspace(conn, billing_mode=billing_mode, plan=plan)
+        fields = {"greeting": "Hello, you reached Acme.", "modality": "voice", **agent_fields}
+        agent = await factories.agent(conn, ws.id, **fields)
+        channel = await factories.channel(
+            conn, ws.id, kind="voice", number=OUR_NUMBER, agent_id=agent.id
+        )
+    return {"workspace": ws, "agent": agent, "channel": channel}
+
+
+async def messages_of(pool: asyncpg.Pool, call_sid: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """
+        select m.role, m.body, m.interrupted, m.provider_id, m.created_at from messages m
+        join calls c on c.conversation_id = m.conversation_id
+        where c.call_sid = $1 order by m.id
+        """,
+        call_sid,
+    )
+
+
+async def ended_call(pool: asyncpg.Pool, call_sid: str, within: float = 30.0) -> calls_db.Call:
+    async def probe() -> calls_db.Call | None:
+        async with pool.acquire() as conn:
+            call = await calls_db.get_call(conn, call_sid)
+        return call if call and call.ended_at else None
+
+    return await eventually(probe, within=within, what=f"call {call_sid} to end")
+
+
+@pytest.fixture
+def standin(openai_standin: OpenAIStandIn) -> OpenAIStandIn:
+    openai_standin.reset()
+    return openai_standin
+
+
+async def test_sip_call_is_greeted_answered_transcribed_live_recorded_and_charged_once(
+    pool: asyncpg.Pool,
+    standin: OpenAIStandIn,
+    calls: CallFactory,
+    s3_endpoint: str,
+) -> None:
+    line = await voice_line(pool, language="en-US", voice="nova")
+    standin.script_transcripts("I would like to know my order status.")
+    standin.script_chat("Your order is on its way and arrives tomorrow.")
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("Hello, I would like to know my order status please."))
+    spoke_until = await phone.finish_saying()
+    answered_at = await phone.wait_agent_speaking(after=spoke_until, within=20)
+    assert answered_at > spoke_until
+
+    # Transcript rows exist while the call is still live, not only at the end.
+    rows = await eventually(
+        lambda: _both_roles(pool, call_sid), what="user and assistant transcript rows"
+    )
+    assert not phone.hung_up
+    bodies = [(r["role"], r["body"]) for r in rows]
+    assert ("assistant", "Hello, you reached Acme.") in bodies
+    assert ("user", "I would like to know my order status.") in bodies
+    assert all(r["provider_id"].startswith(f"{call_sid}:") for r in rows)
+    async with pool.acquire() as conn:
+        live = await calls_db.get_call(conn, call_sid)
+    assert live is not None and live.ended_at is None and live.connected_at is not None
+
+    # The real plugin clients called the stand-in: STT heard audio, TTS used the agent's voice.
+    assert standin.transcription_requests and standin.transcription_requests[0]["audio_bytes"] > 0
+    assert {r["body"]["voice"] for r in standin.speech_requests} == {"nova"}
+    assert standin.chat_requests
+
+    await phone.wait_agent_quiet(after=answered_at)
+    await phone.hang_up()
+    call = await ended_call(pool, call_sid)
+    assert call.duration_seconds is not None and call.duration_seconds < 60
+
+    charges = await pool.fetch(
+        "select kind, quantity, amount_minor, idempotency_key from charges where workspace_id = $1",
+        line["workspace"].id,
+    )
+    assert [(c["kind"], c["quantity"], c["idempotency_key"]) for c in charges] == [
+        ("voice_minutes", 1, f"voice_minutes:{call_sid}")
+    ]
+    assert charges[0]["amount_minor"] == 9  # starter plan: 9 cents a minute
+
+    recording = await eventually(
+        lambda: pool.fetchrow(
+            "select bucket_key, content_type, size_bytes from recordings where call_id = $1",
+            call.id,
+        ),
+        what="recording row",
+    )
+    store = S3RecordingStore(
+        bucket=BUCKET,
+        endpoint_url=s3_endpoint,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    data = await store.get(recording["bucket_key"])
+    assert recording["content_type"] == "audio/ogg"
+    assert data[:4] == b"OggS" and len(data) == recording["size_bytes"] > 1000
+    count = await pool.fetchval("select count(*) from recordings where call_id = $1", call.id)
+    assert count == 1
+
+
+async def _both_roles(pool: asyncpg.Pool, call_sid: str) -> list[asyncpg.Record] | None:
+    rows = await messages_of(pool, call_sid)
+    roles = {r["role"] for r in rows}
+    return rows if {"user", "assistant"} <= roles and len(rows) >= 3 else None
+
+
+async def test_worker_health_endpoint_answers_ok(worker: WorkerProcess) -> None:
+    status, body = await asyncio.to_thread(worker.health)
+    assert (status, body.strip()) == (200, "OK")
+
+
+_ = (UUID, ChatScript)

@@ -1,0 +1,204 @@
+"""One admitted voice session: its storage side (transcripts, heartbeat, recording, minutes).
+
+Owns every background task it starts and finishes them in `finish()`, which the worker's
+`on_session_end` calls once the AgentSession has closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from livekit.agents import AgentSession, ChatMessage, CloseEvent, ConversationItemAddedEvent
+from livekit.agents.voice.report import SessionReport
+
+from shared import calls, conversations, recordings
+from shared.pg import UNAVAILABLE_ERRORS
+from shared.settings import Settings
+from worker.admission import Admitted
+from worker.caller import Caller
+
+logger = logging.getLogger("worker.call")
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        admitted: Admitted,
+        caller: Caller,
+        room_name: str,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.admitted = admitted
+        self.caller = caller
+        self.room_name = room_name
+        self.session: AgentSession[None] | None = None
+        self.ended_at: datetime | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []
+        self._finished = False
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        extra = {
+            "workspace": str(self.admitted.workspace_id),
+            "conversation": str(self.admitted.conversation_id),
+            "room": self.room_name,
+        }
+        if self.admitted.call_sid:
+            extra["call_sid"] = self.admitted.call_sid
+        return extra
+
+    @property
+    def is_phone_call(self) -> bool:
+        return self.admitted.call_sid is not None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` in the background, keeping a reference until it is done."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "call.task_failed",
+                exc_info=task.exception(),
+                extra={**self.log_extra, "task": task.get_name()},
+            )
+
+    # --- session wiring -----------------------------------------------------------------
+
+    def attach(self, session: AgentSession[None]) -> None:
+        self.session = session
+        session.on("conversation_item_added", self._on_item_added)
+        session.on("close", self._on_close)
+
+    def start_heartbeat(self) -> None:
+        if self.is_phone_call:
+            self._loops.append(asyncio.create_task(self._heartbeat(), name="call_heartbeat"))
+
+    def add_loop(self, task: asyncio.Task[Any]) -> None:
+        """A long-running task of this call (e.g. the call timer), cancelled at the end."""
+        self._loops.append(task)
+
+    def mark_ended(self) -> None:
+        if self.ended_at is None:
+            self.ended_at = datetime.now(UTC)
+
+    def _on_close(self, _: CloseEvent) -> None:
+        self.mark_ended()
+
+    def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
+        item = event.item
+        if isinstance(item, ChatMessage) and item.role in ("user", "assistant"):
+            text = (item.text_content or "").strip()
+            if text:
+                self.spawn(self.store_message(item, text), name="store_transcript")
+
+    async def store_message(self, item: ChatMessage, text: str) -> None:
+        """Store one final utterance; the chat item id makes a retry a no-op."""
+        key = self.admitted.call_sid or f"conv:{self.admitted.conversation_id}"
+        user = item.role == "user"
+        for attempt in range(3):
+            try:
+                async with self.pool.acquire() as conn:
+                    await conversations.add_message(
+                        conn,
+                        self.admitted.conversation_id,
+                        direction="inbound" if user else "outbound",
+                        role="user" if user else "assistant",
+                        body=text,
+                        provider_id=f"{key}:{item.id}",
+                        interrupted=bool(item.interrupted),
+                    )
+                return
+            except UNAVAILABLE_ERRORS:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def _heartbeat(self) -> None:
+        assert self.admitted.call_sid is not None
+        while True:
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            try:
+                async with self.pool.acquire() as conn:
+                    await calls.touch(conn, self.admitted.call_sid)
+            except UNAVAILABLE_ERRORS:
+                logger.warning("call.heartbeat_failed", extra=self.log_extra)
+
+    # --- hand-off ------------------------------------------------------------------------
+
+    async def mark_handed_off(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conversations.mark_handed_off(conn, self.admitted.conversation_id)
+
+    # --- the end -------------------------------------------------------------------------
+
+    async def finish(self, report: SessionReport | None) -> None:
+        """Store what is pending, the recording, and close and charge the call, once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.mark_ended()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)
+        try:
+            await self._save_recording(report)
+        except Exception:
+            logger.exception("call.recording_failed", extra=self.log_extra)
+        async with self.pool.acquire() as conn:
+            if self.admitted.call_sid is not None:
+                charge = await calls.finish_call(
+                    conn, self.admitted.call_sid, status="completed", ended_at=self.ended_at
+                )
+                logger.info(
+                    "call.finished",
+                    extra={
+                        **self.log_extra,
+                        "minutes": charge.quantity if charge else 0,
+                        "charged_now": bool(charge and charge.created),
+                    },
+                )
+            else:
+                await conversations.close_conversation(conn, self.admitted.conversation_id)
+                logger.info("playground.finished", extra=self.log_extra)
+
+    async def _save_recording(self, report: SessionReport | None) -> None:
+        path = report.audio_recording_path if report else None
+        if path is None or not path.exists():
+            logger.info("call.no_recording", extra=self.log_extra)
+            return
+        data = await asyncio.to_thread(path.read_bytes)
+        if not data:
+            return
+        store = recordings.build_store(self.settings)
+        key = self.admitted.call_sid or str(self.admitted.conversation_id)
+        async with self.pool.acquire() as conn:
+            await recordings.save_recording(
+                conn,
+                store,
+                workspace_id=self.admitted.workspace_id,
+                conversation_id=self.admitted.conversation_id,
+                call_id=self.admitted.call_id,
+                provider_id=f"livekit:{key}",
+                data=data,
+                content_type="audio/ogg",
+                extension="ogg",
+                duration_seconds=round(report.duration) if report and report.duration else None,
+            )
+        logger.info("call.recording_saved", extra={**self.log_extra, "bytes": len(data)})

@@ -1,0 +1,233 @@
+"""The LiveKit worker: an AgentServer whose one rtc_session answers calls and playgrounds.
+
+Per job: wait for the caller, admit or refuse them (refusal: bundled clip, room deleted, no
+AI spend), run the AgentSession, and in `on_session_end` store the recording and charge the
+call. The main process sweeps calls a crashed worker left open, at start and periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+from livekit import rtc
+from livekit.agents import (
+    AgentServer,
+    AgentSession,
+    AutoSubscribe,
+    JobContext,
+    JobExecutorType,
+    JobProcess,
+    JobRequest,
+    room_io,
+)
+
+from shared import calls, db
+from shared.pg import UNAVAILABLE_ERRORS
+from shared.settings import Settings
+from worker import providers, refusal
+from worker.admission import Admitted, Refused, admit_playground, admit_sip_caller
+from worker.call_session import CallSession
+from worker.caller import Caller, caller_from_participant, playground_agent_id
+from worker.voice_agent import VoiceAgent, enforce_max_length
+
+logger = logging.getLogger("worker")
+
+_CALLER_KINDS = [
+    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+]
+# The calls of this process by job id, for on_session_end (jobs may share a process).
+_CALLS: dict[str, CallSession] = {}
+# Background tasks of the main process (the sweeper), referenced until they finish.
+_SERVER_TASKS: set[asyncio.Task[Any]] = set()
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Settings read once per process (job processes inherit the worker's environment)."""
+    return Settings()
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Load the Silero VAD once per process, before any job needs it."""
+    proc.userdata["vad"] = providers.load_vad()
+
+
+async def on_request(request: JobRequest) -> None:
+    await request.accept(identity=f"agent-{request.job.id}", name="Wassla")
+
+
+async def _open_pool(settings: Settings) -> asyncpg.Pool:
+    job_settings = settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 3})
+    return await db.create_pool(job_settings, require_current_schema=False)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings = load_settings()
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    participant = await ctx.wait_for_participant(kind=_CALLER_KINDS)
+    caller = caller_from_participant(participant)
+    log = {"room": ctx.room.name, "sip": caller.is_sip, "job": ctx.job.id}
+    try:
+        pool = await _open_pool(settings)
+    except UNAVAILABLE_ERRORS:
+        logger.exception("worker.db_unavailable", extra=log)
+        await _refuse(ctx, "db_unavailable")
+        return
+    try:
+        async with pool.acquire() as conn:
+            if caller.is_sip:
+                admission = await admit_sip_caller(
+                    conn, caller, fallback_call_sid=f"livekit:{ctx.job.room.sid or ctx.room.name}"
+                )
+            else:
+                agent_id = playground_agent_id(
+                    ctx.job.metadata, ctx.room.metadata, settings.worker_playground_agent_id
+                )
+                admission = await admit_playground(conn, agent_id)
+    except BaseException:
+        await pool.close()
+        raise
+    if isinstance(admission, Refused):
+        await pool.close()
+        logger.info("call.refused", extra={**log, "reason": admission.reason.value})
+        await _refuse(ctx, admission.reason.value)
+        return
+    await _run_session(ctx, settings, pool, admission, caller)
+
+
+async def _refuse(ctx: JobContext, reason: str) -> None:
+    try:
+        pcm, rate = await refusal.load_clip()
+        await refusal.play_clip(ctx.room, pcm, rate)
+    finally:
+        await ctx.delete_room()
+        ctx.shutdown(reason=f"refused: {reason}")
+
+
+async def _run_session(
+    ctx: JobContext, settings: Settings, pool: asyncpg.Pool, admitted: Admitted, caller: Caller
+) -> None:
+    call = CallSession(
+        settings=settings, pool=pool, admitted=admitted, caller=caller, room_name=ctx.room.name
+    )
+    _CALLS[ctx.job.id] = call
+    built = providers.build_providers(settings, admitted.agent)
+    session: AgentSession[None] = AgentSession(
+        vad=ctx.proc.userdata.get("vad") or providers.load_vad(),
+        stt=built.stt,
+        llm=built.llm,
+        tts=built.tts,
+        turn_handling=providers.turn_handling(settings),
+        # No AEC warm-up on phone audio: barge-in must work from the first word.
+        aec_warmup_duration=None,
+    )
+    call.attach(session)
+    agent = VoiceAgent(admitted.agent, call)
+    await session.start(
+        agent,
+        room=ctx.room,
+        room_options=room_io.RoomOptions(
+            participant_identity=caller.identity,
+            participant_kinds=_CALLER_KINDS,
+            close_on_disconnect=True,
+            delete_room_on_close=True,
+        ),
+        record={"audio": True, "traces": False, "logs": False, "transcript": False},
+    )
+    call.start_heartbeat()
+    if call.is_phone_call:
+        call.add_loop(
+            asyncio.create_task(
+                enforce_max_length(agent, warning_seconds=settings.worker_max_call_warning_seconds),
+                name="max_call_length",
+            )
+        )
+
+
+async def on_session_end(ctx: JobContext) -> None:
+    call = _CALLS.pop(ctx.job.id, None)
+    if call is None:
+        return
+    try:
+        report = ctx.make_session_report() if call.session is not None else None
+        await call.finish(report)
+    finally:
+        await call.pool.close()
+
+
+async def sweep_stale_calls(settings: Settings, pool: asyncpg.Pool) -> int:
+    """Close and charge calls whose worker stopped heartbeating; how many were closed."""
+    async with pool.acquire() as conn:
+        closed = await calls.close_stale_calls(
+            conn, stale_after_seconds=settings.worker_stale_call_seconds
+        )
+    for item in closed:
+        logger.info(
+            "call.stale_closed",
+            extra={
+                "call_sid": item.call_sid,
+                "minutes": item.charge.quantity if item.charge else 0,
+            },
+        )
+    return len(closed)
+
+
+async def _sweeper(settings: Settings) -> None:
+    pool: asyncpg.Pool | None = None
+    while True:
+        try:
+            if pool is None:
+                pool = await db.create_pool(
+                    settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1}),
+                    require_current_schema=False,
+                )
+            await sweep_stale_calls(settings, pool)
+        except asyncio.CancelledError:
+            if pool is not None:
+                await pool.close()
+            raise
+        except Exception:
+            logger.exception("worker.sweep_failed")
+        await asyncio.sleep(settings.worker_sweep_interval_seconds)
+
+
+def build_server(settings: Settings) -> AgentServer:
+    """The AgentServer configured from settings (agent name, health port, drain, executor)."""
+    options: dict[str, Any] = {}
+    if settings.worker_num_idle_processes is not None:
+        options["num_idle_processes"] = settings.worker_num_idle_processes
+    server = AgentServer(
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret,
+        port=settings.worker_health_port,
+        drain_timeout=settings.worker_drain_timeout_seconds,
+        load_threshold=settings.worker_load_threshold,
+        job_memory_warn_mb=settings.worker_job_memory_warn_mb,
+        job_executor_type=(
+            JobExecutorType.THREAD
+            if settings.worker_job_executor == "thread"
+            else JobExecutorType.PROCESS
+        ),
+        setup_fnc=prewarm,
+        **options,
+    )
+    server.rtc_session(
+        entrypoint,
+        agent_name=settings.worker_agent_name,
+        on_request=on_request,
+        on_session_end=on_session_end,
+    )
+
+    @server.once("worker_started")
+    def _start_sweeper() -> None:
+        task = asyncio.create_task(_sweeper(settings), name="stale_call_sweeper")
+        _SERVER_TASKS.add(task)
+        task.add_done_callback(_SERVER_TASKS.discard)
+
+    return server
