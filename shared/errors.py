@@ -8,6 +8,8 @@
     ├── Conflict                the write would break a uniqueness rule
     │   └── NumberInUse         the number is active on another channel of that kind
     ├── PlanExcludesChannel     the workspace's plan does not include SMS or voice
+    ├── Unauthenticated         no user token, or one that is expired, forged or malformed
+    ├── Forbidden               the member's role does not allow the action
     ├── SchemaNotCurrent        migrations are pending or an applied one was edited
     └── ProviderError           an external API failed (retryable tells callers what to do)
 
@@ -49,6 +51,18 @@ class NumberInUse(Conflict):
 
 
 class PlanExcludesChannel(WasslaError):
+    pass
+
+
+class Unauthenticated(WasslaError):
+    """`reason` is "missing" (no credentials sent) or "invalid" (sent but not acceptable)."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Forbidden(WasslaError):
     pass
 
 

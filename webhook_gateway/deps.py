@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from shared.db import Pool
 from shared.settings import Settings
+from webhook_gateway.auth import bearer_token, verify_user_token
 from webhook_gateway.state import GatewayState
 
 
@@ -27,3 +28,15 @@ def get_settings(request: Request) -> Settings:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 PoolDep = Annotated[Pool, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_current_user(request: Request, settings: SettingsDep) -> str:
+    """The user id of the request's bearer token (401 when missing or bad, 503 when unset)."""
+    # Checked first: without a secret nobody can be authenticated, whatever they send.
+    settings.require("jwt_secret")
+    assert settings.jwt_secret is not None
+    token = bearer_token(request.headers.get("authorization"))
+    return verify_user_token(token, settings.jwt_secret)
+
+
+CurrentUser = Annotated[str, Depends(get_current_user)]

@@ -11,10 +11,14 @@ from fastapi.responses import JSONResponse, Response
 from shared.db import UNAVAILABLE_ERRORS
 from shared.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
+    MissingSetting,
     NotFound,
     PlanExcludesChannel,
+    ProviderError,
     SchemaNotCurrent,
+    Unauthenticated,
     WasslaError,
 )
 
@@ -26,6 +30,12 @@ _STATUS: list[tuple[type[WasslaError], int]] = [
     (Conflict, 409),
     (PlanExcludesChannel, 402),
     (SchemaNotCurrent, 503),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    # A feature whose setting is unset (e.g. WASSLA_JWT_SECRET): the service, not the caller.
+    (MissingSetting, 503),
+    # An upstream API (Twilio REST) failed while we acted for the caller.
+    (ProviderError, 502),
 ]
 
 
@@ -36,13 +46,23 @@ def status_for(exc: WasslaError) -> int:
     return 500
 
 
+def _headers_for(exc: WasslaError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthenticated):
+        # RFC 6750: no error code when no credentials were sent at all.
+        challenge = 'Bearer realm="wassla"'
+        if exc.reason != "missing":
+            challenge += ', error="invalid_token"'
+        return {"WWW-Authenticate": challenge}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WasslaError)
         status = status_for(exc)
         if status >= 500:
             logger.error("gateway.domain_error", exc_info=exc, extra={"path": request.url.path})
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=_headers_for(exc))
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         # Twilio retries a 503; nothing was half-written because every write is one transaction.
