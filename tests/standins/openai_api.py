@@ -37,6 +37,8 @@ class ChatScript:
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     status: int = 200  # e.g. 500/429 for a retryable failure, 400 for a final one
+    tool_call: str | None = None  # stream a call of this function after the reply text
+    tool_arguments: str = "{}"
 
 
 @dataclass
@@ -142,12 +144,19 @@ class OpenAIStandIn:
 
                 await asyncio.sleep(script.first_token_delay)
                 yield chunk({"role": "assistant", "content": ""})
-                words = script.reply.split(" ")
+                words = script.reply.split(" ") if script.reply else []
                 for i, word in enumerate(words):
                     yield chunk({"content": word if i == 0 else " " + word})
                     if script.token_delay:
                         await asyncio.sleep(script.token_delay)
-                yield chunk({}, "stop")
+                if script.tool_call:
+                    call = {"index": 0, "id": f"call_{script.tool_call}", "type": "function",
+                            "function": {"name": script.tool_call,
+                                         "arguments": script.tool_arguments}}  # fmt: skip
+                    yield chunk({"tool_calls": [call]})
+                    yield chunk({}, "tool_calls")
+                else:
+                    yield chunk({}, "stop")
                 if (body.get("stream_options") or {}).get("include_usage"):
                     usage = {
                         "id": "chatcmpl-standin",

@@ -164,4 +164,105 @@ async def test_worker_health_endpoint_answers_ok(worker: WorkerProcess) -> None:
     assert (status, body.strip()) == (200, "OK")
 
 
-_ = (UUID, ChatScript)
+async def assert_refused_without_ai_spend(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, *, called_number: str
+) -> str:
+    phone, call_sid = await calls.dial(called_number=called_number)
+    heard_at = await phone.wait_agent_speaking(after=0.0, within=30)  # the bundled clip
+    await phone.wait_hung_up(within=30)  # the room was deleted
+    assert heard_at > 0
+    assert standin.chat_requests == []
+    assert standin.transcription_requests == []
+    assert standin.speech_requests == []
+    assert await pool.fetchval("select count(*) from charges") == 0
+    return call_sid
+
+
+async def test_unknown_number_hears_a_short_message_and_the_call_ends_without_ai_spend(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool)
+    call_sid = await assert_refused_without_ai_spend(
+        pool, standin, calls, called_number="+15550009999"
+    )
+    assert await pool.fetchval("select count(*) from calls where call_sid = $1", call_sid) == 0
+
+
+async def test_infra_only_workspace_gets_no_ai_spend_on_a_voice_call(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool, billing_mode=BillingMode.INFRA_ONLY)
+    await assert_refused_without_ai_spend(pool, standin, calls, called_number=OUR_NUMBER)
+    assert await pool.fetchval("select count(*) from messages") == 0
+
+
+async def test_text_only_agent_does_not_take_a_voice_room(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool, modality="text")
+    await assert_refused_without_ai_spend(pool, standin, calls, called_number=OUR_NUMBER)
+
+
+async def test_caller_saying_goodbye_gets_a_goodbye_and_the_call_ends_and_is_charged(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    line = await voice_line(pool)
+    standin.script_transcripts("That is all, goodbye.")
+    standin.script_chat(ChatScript("", tool_call="end_call"))
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("That is all, goodbye."))
+    spoke_until = await phone.finish_saying()
+    await phone.wait_agent_speaking(after=spoke_until, within=20)  # the goodbye line
+    await phone.wait_hung_up(within=30)
+
+    call = await ended_call(pool, call_sid)
+    assert call.status == "completed"
+    rows = await messages_of(pool, call_sid)
+    assert rows[-1]["role"] == "assistant" and "Goodbye" in rows[-1]["body"]
+    charged = await pool.fetchval(
+        "select quantity from charges where workspace_id = $1", line["workspace"].id
+    )
+    assert charged == 1
+
+
+async def test_caller_talking_over_a_long_reply_stops_the_agent_and_the_reply_is_stored_cut(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool)
+    long_reply = " ".join(["Our store is open every day from nine to five."] * 8)
+    standin.script_transcripts("Tell me about your store.", "Wait, stop please.")
+    standin.script_chat(long_reply, "Of course, go ahead.")
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("Tell me about your store."))
+    spoke_until = await phone.finish_saying()
+    reply_at = await phone.wait_agent_speaking(after=spoke_until, within=20)
+    await asyncio.sleep(1.5)
+    onset = phone.say(espeak_pcm("Wait, wait, stop please, I have a question."))
+    stopped_at = await phone.wait_agent_quiet(after=onset, quiet=0.8, within=20)
+
+    # The reply had ~25 s of audio left; the agent stopped while the caller was talking.
+    reply_seconds = len(long_reply) * standin.tts_seconds_per_char
+    assert stopped_at - reply_at < reply_seconds / 2
+    assert stopped_at < (await phone.finish_saying())
+
+    rows = await eventually(
+        lambda: _interrupted_reply(pool, call_sid), what="interrupted reply row"
+    )
+    assert len(rows["body"]) < len(long_reply)
+    assert long_reply.startswith(rows["body"][:20])
+
+
+async def _interrupted_reply(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | None:
+    for row in await messages_of(pool, call_sid):
+        if row["role"] == "assistant" and row["interrupted"]:
+            return row
+    return None
+
+
+_ = UUID
