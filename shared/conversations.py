@@ -209,3 +209,11 @@ async def list_conversations(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def get_message_by_provider_id(conn: Connection, provider_id: str) -> StoredMessage | None:
+    """The message stored under a provider id (e.g. a call turn's `<CallSid>:turn:3:user`)."""
+    row = await conn.fetchrow(
+        f"select {_MSG_COLUMNS} from messages where provider_id = $1", provider_id
+    )
+    return StoredMessage.from_row(row, created=False) if row else None

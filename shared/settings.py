@@ -107,6 +107,20 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     recordings_url_ttl_seconds: int = 300
 
+    # Voice over TwiML (<Gather>/<Say> loop). Twilio gives each webhook 15 s in total, so a
+    # turn waits for the model at most voice_turn_deadline_seconds, then says a filler and
+    # collects the reply on a <Redirect>, waiting up to voice_collect_wait_seconds each time.
+    voice_turn_deadline_seconds: float = 9.0
+    voice_collect_wait_seconds: float = 9.0
+    voice_max_collect_waits: int = 3  # then apologise and take the next turn
+    voice_speech_timeout_seconds: int = 2  # pause that ends an utterance ("auto" cuts callers off)
+    voice_gather_timeout_seconds: int = 6  # wait for the caller to start speaking
+    voice_speech_model: str | None = None  # e.g. "googlev2_telephony"; None: Twilio's default
+    voice_max_silent_turns: int = 3  # empty turns in a row before goodbye
+    voice_record_calls: bool = True
+    voice_recording_fetch_attempts: int = 5  # on top of the REST client's own retries
+    voice_recording_retry_seconds: float = 2.0
+
     # Channels API user tokens (Supabase-style HS256)
     jwt_secret: str | None = Field(None, validation_alias="WASSLA_JWT_SECRET")
 

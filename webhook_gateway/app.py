@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
             twilio=TwilioRest(settings) if settings.twilio_account_sid else None,
         )
         app.state.gateway = state
+        voice.install(app.state, state)  # voice services + start-up recording sweep
         try:
             await state.start()
             yield

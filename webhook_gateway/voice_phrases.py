@@ -1,0 +1,192 @@
+"""The few fixed lines the TwiML loop says itself, and how a caller asks for a human.
+
+Everything else comes from the model. A language missing here speaks English lines.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+Line = Literal[
+    "filler",  # the model is slow: said before a <Redirect> that collects the reply
+    "still_waiting",  # still slow on a later collect
+    "reprompt",  # the caller said nothing
+    "goodbye",  # silence went on, or the caller is done
+    "time_up",  # the agent's max call length was reached
+    "apology",  # the model failed: ask the caller to go on
+    "connecting",  # handing the caller to a person
+    "transfer_failed",  # the person did not answer: back to the agent
+    "unavailable",  # plan without voice, infra-only mode or no credit
+    "no_agent",  # no voice-capable agent in the workspace
+    "default_greeting",  # the agent has no greeting of its own
+]
+
+_LINES: dict[str, dict[Line, str]] = {
+    "en": {
+        "filler": "One moment please.",
+        "still_waiting": "Thanks for waiting, almost there.",
+        "reprompt": "Sorry, I didn't catch that. Could you say it again?",
+        "goodbye": "Thank you for calling. Goodbye!",
+        "time_up": "We have reached the time limit for this call. Thank you for calling. Goodbye!",
+        "apology": "Sorry, I had a problem answering that. Could you say it again?",
+        "connecting": "One moment please, I am connecting you to a colleague.",
+        "transfer_failed": "Sorry, no one could take your call right now. How else can I help?",
+        "unavailable": "Sorry, this line cannot take calls right now. Please try again later.",
+        "no_agent": "Sorry, no one is available to take your call right now. Goodbye.",
+        "default_greeting": "Hello! How can I help you today?",
+    },
+    "ar": {
+        "filler": "لحظة من فضلك.",
+        "still_waiting": "شكرا لانتظارك، لحظات فقط.",
+        "reprompt": "عذرا، لم أسمعك جيدا. هل يمكنك الإعادة؟",
+        "goodbye": "شكرا لاتصالك. مع السلامة!",
+        "time_up": "لقد وصلنا إلى الحد الأقصى لمدة هذه المكالمة. شكرا لاتصالك. مع السلامة!",
+        "apology": "عذرا، واجهت مشكلة في الإجابة. هل يمكنك الإعادة؟",
+        "connecting": "لحظة من فضلك، سأحولك إلى أحد الزملاء.",
+        "transfer_failed": "عذرا، لم يتمكن أحد من الرد الآن. كيف يمكنني مساعدتك بشيء آخر؟",
+        "unavailable": "عذرا، لا يمكن لهذا الخط استقبال المكالمات الآن. يرجى المحاولة لاحقا.",
+        "no_agent": "عذرا، لا يوجد أحد متاح للرد على مكالمتك الآن. مع السلامة.",
+        "default_greeting": "مرحبا! كيف يمكنني مساعدتك اليوم؟",
+    },
+    "fr": {
+        "filler": "Un instant s'il vous plaît.",
+        "still_waiting": "Merci de patienter, j'y suis presque.",
+        "reprompt": "Désolé, je n'ai pas compris. Pouvez-vous répéter ?",
+        "goodbye": "Merci de votre appel. Au revoir !",
+        "time_up": "Nous avons atteint la durée maximale de cet appel. Merci et au revoir !",
+        "apology": "Désolé, j'ai eu un problème pour répondre. Pouvez-vous répéter ?",
+        "connecting": "Un instant s'il vous plaît, je vous transfère à un collègue.",
+        "transfer_failed": "Désolé, personne n'a pu répondre. Que puis-je faire d'autre ?",
+        "unavailable": "Désolé, cette ligne ne peut pas prendre d'appels pour le moment.",
+        "no_agent": "Désolé, personne n'est disponible pour le moment. Au revoir.",
+        "default_greeting": "Bonjour ! Comment puis-je vous aider aujourd'hui ?",
+    },
+    "es": {
+        "filler": "Un momento, por favor.",
+        "still_waiting": "Gracias por esperar, ya casi está.",
+        "reprompt": "Perdón, no le entendí. ¿Puede repetirlo?",
+        "goodbye": "Gracias por llamar. ¡Adiós!",
+        "time_up": "Hemos llegado al tiempo máximo de esta llamada. Gracias por llamar. ¡Adiós!",
+        "apology": "Perdón, tuve un problema al responder. ¿Puede repetirlo?",
+        "connecting": "Un momento, por favor, le transfiero con un compañero.",
+        "transfer_failed": "Lo siento, nadie pudo atenderle ahora. ¿En qué más puedo ayudarle?",
+        "unavailable": "Lo siento, esta línea no puede atender llamadas ahora mismo.",
+        "no_agent": "Lo siento, no hay nadie disponible en este momento. Adiós.",
+        "default_greeting": "¡Hola! ¿En qué puedo ayudarle hoy?",
+    },
+    "de": {
+        "filler": "Einen Moment bitte.",
+        "still_waiting": "Danke für Ihre Geduld, gleich geschafft.",
+        "reprompt": "Entschuldigung, das habe ich nicht verstanden. Bitte wiederholen Sie es.",
+        "goodbye": "Danke für Ihren Anruf. Auf Wiederhören!",
+        "time_up": "Die maximale Gesprächsdauer ist erreicht. Danke für Ihren Anruf!",
+        "apology": "Entschuldigung, beim Antworten gab es ein Problem. Bitte wiederholen Sie es.",
+        "connecting": "Einen Moment bitte, ich verbinde Sie mit einem Kollegen.",
+        "transfer_failed": "Leider konnte gerade niemand annehmen. Wie kann ich sonst helfen?",
+        "unavailable": "Leider kann diese Leitung gerade keine Anrufe annehmen.",
+        "no_agent": "Leider ist gerade niemand erreichbar. Auf Wiederhören.",
+        "default_greeting": "Hallo! Wie kann ich Ihnen heute helfen?",
+    },
+    "it": {
+        "filler": "Un momento, per favore.",
+        "still_waiting": "Grazie per l'attesa, ci siamo quasi.",
+        "reprompt": "Scusi, non ho capito. Può ripetere?",
+        "goodbye": "Grazie per aver chiamato. Arrivederci!",
+        "time_up": "Abbiamo raggiunto la durata massima della chiamata. Arrivederci!",
+        "apology": "Scusi, ho avuto un problema a rispondere. Può ripetere?",
+        "connecting": "Un momento, per favore, la metto in contatto con un collega.",
+        "transfer_failed": "Spiacenti, nessuno ha potuto rispondere. In cos'altro posso aiutarla?",
+        "unavailable": "Spiacenti, questa linea non può ricevere chiamate in questo momento.",
+        "no_agent": "Spiacenti, al momento non c'è nessuno disponibile. Arrivederci.",
+        "default_greeting": "Buongiorno! Come posso aiutarla oggi?",
+    },
+    "pt": {
+        "filler": "Um momento, por favor.",
+        "still_waiting": "Obrigado por aguardar, quase pronto.",
+        "reprompt": "Desculpe, não entendi. Pode repetir?",
+        "goodbye": "Obrigado por ligar. Até logo!",
+        "time_up": "Chegamos ao tempo máximo desta chamada. Obrigado por ligar. Até logo!",
+        "apology": "Desculpe, tive um problema para responder. Pode repetir?",
+        "connecting": "Um momento, por favor, vou transferir você para um colega.",
+        "transfer_failed": "Desculpe, ninguém pôde atender agora. Em que mais posso ajudar?",
+        "unavailable": "Desculpe, esta linha não pode atender chamadas agora.",
+        "no_agent": "Desculpe, não há ninguém disponível no momento. Até logo.",
+        "default_greeting": "Olá! Como posso ajudar você hoje?",
+    },
+    "tr": {
+        "filler": "Bir dakika lütfen.",
+        "still_waiting": "Beklediğiniz için teşekkürler, az kaldı.",
+        "reprompt": "Özür dilerim, anlayamadım. Tekrar eder misiniz?",
+        "goodbye": "Aradığınız için teşekkürler. Hoşça kalın!",
+        "time_up": "Bu arama için süre sınırına ulaştık. Aradığınız için teşekkürler!",
+        "apology": "Özür dilerim, yanıt verirken bir sorun oldu. Tekrar eder misiniz?",
+        "connecting": "Bir dakika lütfen, sizi bir meslektaşıma bağlıyorum.",
+        "transfer_failed": "Üzgünüm, kimse yanıt veremedi. Başka nasıl yardımcı olabilirim?",
+        "unavailable": "Üzgünüz, bu hat şu anda arama kabul edemiyor.",
+        "no_agent": "Üzgünüz, şu anda kimse müsait değil. Hoşça kalın.",
+        "default_greeting": "Merhaba! Size bugün nasıl yardımcı olabilirim?",
+    },
+    "hi": {
+        "filler": "कृपया एक क्षण रुकिए।",
+        "still_waiting": "इंतज़ार के लिए धन्यवाद, बस थोड़ी देर।",
+        "reprompt": "माफ़ कीजिए, मैं समझ नहीं पाया। क्या आप दोहरा सकते हैं?",
+        "goodbye": "कॉल करने के लिए धन्यवाद। नमस्ते!",
+        "time_up": "इस कॉल की समय सीमा पूरी हो गई है। कॉल करने के लिए धन्यवाद!",
+        "apology": "माफ़ कीजिए, जवाब देने में समस्या हुई। क्या आप दोहरा सकते हैं?",
+        "connecting": "कृपया एक क्षण रुकिए, मैं आपको एक सहयोगी से जोड़ रहा हूँ।",
+        "transfer_failed": "माफ़ कीजिए, अभी कोई कॉल नहीं ले सका। मैं और कैसे मदद कर सकता हूँ?",
+        "unavailable": "माफ़ कीजिए, यह लाइन अभी कॉल नहीं ले सकती।",
+        "no_agent": "माफ़ कीजिए, अभी कोई उपलब्ध नहीं है। नमस्ते।",
+        "default_greeting": "नमस्ते! मैं आज आपकी क्या मदद कर सकता हूँ?",
+    },
+    "ur": {
+        "filler": "براہ کرم ایک لمحہ انتظار کریں۔",
+        "still_waiting": "انتظار کا شکریہ، بس تھوڑی دیر۔",
+        "reprompt": "معاف کیجیے، میں سمجھ نہیں سکا۔ کیا آپ دہرا سکتے ہیں؟",
+        "goodbye": "کال کرنے کا شکریہ۔ خدا حافظ!",
+        "time_up": "اس کال کا وقت پورا ہو گیا ہے۔ کال کرنے کا شکریہ!",
+        "apology": "معاف کیجیے، جواب دینے میں مسئلہ ہوا۔ کیا آپ دہرا سکتے ہیں؟",
+        "connecting": "براہ کرم ایک لمحہ، میں آپ کو ایک ساتھی سے ملا رہا ہوں۔",
+        "transfer_failed": "معاف کیجیے، اس وقت کوئی کال نہیں لے سکا۔ میں اور کیا مدد کر سکتا ہوں؟",
+        "unavailable": "معاف کیجیے، یہ لائن اس وقت کالز نہیں لے سکتی۔",
+        "no_agent": "معاف کیجیے، اس وقت کوئی دستیاب نہیں ہے۔ خدا حافظ۔",
+        "default_greeting": "السلام علیکم! میں آج آپ کی کیا مدد کر سکتا ہوں؟",
+    },
+}
+
+# What callers say when they want a person, by language; matched as whole words or phrases.
+_HUMAN_REQUESTS: dict[str, tuple[str, ...]] = {
+    "en": ("human", "real person", "speak to a person", "talk to a person", "operator",
+           "representative", "live agent", "speak to someone", "talk to someone"),
+    "ar": ("موظف", "انسان", "إنسان", "شخص حقيقي", "خدمة العملاء", "ممثل"),
+    "fr": ("humain", "une personne", "conseiller", "opérateur", "operateur"),
+    "es": ("humano", "una persona", "operador", "agente real", "representante"),
+    "de": ("mensch", "einen menschen", "mitarbeiter", "berater"),
+    "it": ("umano", "una persona", "operatore"),
+    "pt": ("humano", "uma pessoa", "atendente", "operador"),
+    "tr": ("insan", "gerçek kişi", "temsilci", "operatör", "yetkili"),
+    "hi": ("इंसान", "व्यक्ति", "एजेंट", "ग्राहक सेवा"),
+    "ur": ("انسان", "نمائندہ", "کسی شخص", "ایجنٹ"),
+}  # fmt: skip
+
+
+def line(name: Line, phrase_language: str) -> str:
+    """The fixed line in the given language ("ar", "fr", ...), English when missing."""
+    return _LINES.get(phrase_language, _LINES["en"])[name]
+
+
+def _fold(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def asks_for_human(text: str, phrase_language: str) -> bool:
+    """Whether the caller asks to speak to a person (their language's phrases, and English)."""
+    folded = _fold(text)
+    phrases = _HUMAN_REQUESTS.get(phrase_language, ()) + _HUMAN_REQUESTS["en"]
+    for phrase in phrases:
+        # Word boundaries keep "humanity" or "inhuman" from matching "human".
+        if re.search(rf"(?<!\w){re.escape(_fold(phrase))}(?!\w)", folded):
+            return True
+    return False
