@@ -22,7 +22,7 @@ from shared.recordings import S3RecordingStore
 from shared.settings import Settings
 from tests import factories
 from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
-from tests.standins.openai_api import OpenAIStandIn, tone_pcm, wav_bytes
+from tests.standins.openai_api import ChatScript, OpenAIStandIn, tone_pcm, wav_bytes
 from tests.standins.twilio_api import TwilioStandIn
 
 NUMBER = "+15551234567"
@@ -261,3 +261,243 @@ async def test_whole_call_greets_answers_three_turns_charges_once_and_stores_rec
     )
     stored = await bucket_store(settings).get(row["bucket_key"])
     assert stored == twilio_standin.recordings["RE" + "1" * 32]
+
+
+async def test_slow_model_says_filler_then_the_reply_on_the_redirect(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    # The turn deadline is 1 s in these settings; the model takes 1.8 s to start.
+    openai_standin.script_chat(ChatScript("Sorry for the wait, it shipped.", first_token_delay=1.8))
+    call = TwilioCall(client)
+    first = await call.dial_in()
+
+    doc = await call.say_words(first, "Where is my order?")
+    assert verbs(doc) == ["Say", "Redirect"]
+    assert spoken(doc) == "One moment please."
+    redirect = doc.find("Redirect")
+    assert redirect is not None and redirect.attrib["method"] == "POST"
+    target = urlsplit(redirect.text or "")
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"{VOICE_URL}/collect"
+    assert parse_qs(target.query) == {"turn": ["1"], "wait": ["1"]}
+    # The caller's words were stored before the model answered.
+    assert await transcript(pool, call.call_sid) == [
+        ("assistant", "Hi, this is Sara from Acme."),
+        ("user", "Where is my order?"),
+    ]
+
+    doc = await call.post(redirect.text or "")
+    assert spoken(doc) == "Sorry for the wait, it shipped."
+    assert_listens(doc, turn=2)
+    assert len(openai_standin.chat_requests) == 1  # one generation, collected, not restarted
+    assert (await transcript(pool, call.call_sid))[-1] == (
+        "assistant",
+        "Sorry for the wait, it shipped.",
+    )
+
+
+async def test_twilio_retry_of_a_turn_stores_and_generates_once(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    openai_standin.script_chat("First answer.", "A second answer that must not be used.")
+    call = TwilioCall(client)
+    first = await call.dial_in()
+    again = await call.dial_in()  # Twilio retried the incoming-call webhook
+    assert ET.tostring(first) == ET.tostring(again)
+    one = await call.say_words(first, "Hello?")
+    two = await call.say_words(first, "Hello?")
+    assert spoken(one) == spoken(two) == "First answer."
+    assert len(openai_standin.chat_requests) == 1
+    assert await transcript(pool, call.call_sid) == [
+        ("assistant", "Hi, this is Sara from Acme."),
+        ("user", "Hello?"),
+        ("assistant", "First answer."),
+    ]
+    assert await pool.fetchval("select count(*) from calls") == 1
+
+
+async def test_model_failure_apologises_and_listens_for_the_next_turn(
+    client: httpx.AsyncClient,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    openai_standin.script_chat(*[ChatScript("x", status=400)])
+    call = TwilioCall(client)
+    doc = await call.say_words(await call.dial_in(), "Hello?")
+    assert spoken(doc) == "Sorry, I had a problem answering that. Could you say it again?"
+    assert_listens(doc, turn=2)
+
+
+async def test_silence_reprompts_then_says_goodbye_and_hangs_up(
+    client: httpx.AsyncClient,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    call = TwilioCall(client)
+    doc = await call.stay_silent(await call.dial_in())
+    assert spoken(doc) == "Sorry, I didn't catch that. Could you say it again?"
+    assert_listens(doc, turn=1, silent=1)
+    doc = await call.stay_silent(doc)
+    assert_listens(doc, turn=1, silent=2)
+    doc = await call.stay_silent(doc)
+    assert verbs(doc) == ["Say", "Hangup"]
+    assert spoken(doc) == "Thank you for calling. Goodbye!"
+    assert openai_standin.chat_requests == []
+
+
+async def test_max_call_length_says_goodbye_and_hangs_up(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    await pool.execute("update agents set max_call_seconds = 60")
+    call = TwilioCall(client)
+    first = await call.dial_in()
+    await pool.execute(
+        "update calls set connected_at = now() - interval '61 seconds' where call_sid = $1",
+        call.call_sid,
+    )
+    doc = await call.say_words(first, "One more question")
+    assert verbs(doc) == ["Say", "Hangup"]
+    assert "time limit" in spoken(doc)
+    assert openai_standin.chat_requests == []
+
+
+async def test_caller_asking_for_a_human_is_dialled_to_the_handoff_number(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    await pool.execute("update agents set handoff_number = '+15557654321'")
+    call = TwilioCall(client)
+    doc = await call.say_words(await call.dial_in(), "Can I talk to a human please?")
+    assert verbs(doc) == ["Say", "Dial"]
+    dial = doc.find("Dial")
+    assert dial is not None and (dial.text or "").strip() == "+15557654321"
+    assert dial.attrib["action"].startswith(f"{VOICE_URL}/handoff-status?turn=2")
+    handed_off = await pool.fetchval(
+        "select c.handed_off from conversations c join calls k on k.conversation_id = c.id"
+        " where k.call_sid = $1",
+        call.call_sid,
+    )
+    assert handed_off is True
+    assert openai_standin.chat_requests == []
+
+    # Nobody picked up: the agent takes the caller back.
+    doc = await call.post(dial.attrib["action"], DialCallStatus="no-answer")
+    assert_listens(doc, turn=2)
+    # The person answered and the call ended: done.
+    doc = await call.post(dial.attrib["action"], DialCallStatus="completed")
+    assert verbs(doc) == ["Hangup"]
+
+
+async def test_status_callback_before_the_last_gather_charges_once(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    openai_standin: OpenAIStandIn,
+) -> None:
+    call = TwilioCall(client)
+    first = await call.dial_in()
+    await call.status("completed", 61)
+    late = await call.say_words(first, "Are you there?")  # the gather posted after hang-up
+    assert verbs(late) == ["Hangup"]
+    await call.status("completed", 61)
+    charges = await pool.fetch("select quantity, amount_minor from charges")
+    assert [tuple(c) for c in charges] == [(2, 18)]
+    assert openai_standin.chat_requests == []
+
+
+async def test_call_that_never_connected_is_closed_without_a_charge(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, voice_agent: dict[str, object]
+) -> None:
+    call = TwilioCall(client)
+    await call.status("no-answer", 0)  # a call we never answered: nothing to close
+    assert await pool.fetchval("select count(*) from charges") == 0
+    await call.dial_in()
+    await call.status("busy", 0)
+    assert await pool.fetchval("select count(*) from charges") == 0
+    assert await pool.fetchval("select status from conversations") == "closed"
+
+
+async def test_unsigned_or_forged_webhook_is_refused_before_anything_is_written(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, voice_agent: dict[str, object]
+) -> None:
+    call = TwilioCall(client)
+    params = {"CallSid": call.call_sid, "From": CALLER, "To": NUMBER}
+    forged = await client.post(VOICE_URL, data=params, headers={"X-Twilio-Signature": "Zm9v"})
+    assert forged.status_code == 403
+    assert await pool.fetchval("select count(*) from calls") == 0
+
+
+async def test_recording_fetch_is_retried_after_twilio_failures(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    voice_agent: dict[str, object],
+    twilio_standin: TwilioStandIn,
+) -> None:
+    call = TwilioCall(client)
+    await call.dial_in()
+    sid = "RE" + "2" * 32
+    twilio_standin.recordings[sid] = wav_bytes(tone_pcm(0.2, 8000), 8000)
+    # Three 503s exhaust the REST client's own tries once; the fetcher tries again.
+    twilio_standin.recording_failures.extend([503, 503, 503])
+    fields = {
+        "RecordingSid": sid,
+        "RecordingUrl": twilio_standin.recording_url(sid),
+        "RecordingStatus": "completed",
+        "RecordingDuration": "7",
+    }
+    await call.post(f"{VOICE_URL}/recording-status", **fields)
+    await call.post(f"{VOICE_URL}/recording-status", **fields)  # Twilio repeats itself
+    await app.state.gateway.drain()
+    assert twilio_standin.recording_fetches == [f"{sid}.wav"] * 4
+    row = await pool.fetchrow("select bucket_key, duration_seconds from recordings")
+    assert row is not None and row["duration_seconds"] == 7
+    assert await bucket_store(settings).get(row["bucket_key"]) == twilio_standin.recordings[sid]
+    job = await pool.fetchrow("select status, attempts from voice_recording_fetches")
+    assert dict(job) == {"status": "done", "attempts": 2}
+
+
+async def test_recording_left_pending_by_a_restart_is_fetched_at_start_up(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    voice_agent: dict[str, object],
+    twilio_standin: TwilioStandIn,
+) -> None:
+    from webhook_gateway.app import create_app
+
+    call_sid = "CA" + uuid.uuid4().hex
+    ws = voice_agent["workspace"]
+    channel = voice_agent["channel"]
+    async with pool.acquire() as conn:
+        from shared import calls
+
+        await calls.open_call(
+            conn, call_sid=call_sid, workspace_id=ws.id, channel_id=channel.id,  # type: ignore[attr-defined]
+            agent_id=None, source="twilio", from_number=CALLER, to_number=NUMBER,
+        )  # fmt: skip
+    sid = "RE" + "3" * 32
+    twilio_standin.recordings[sid] = b"RIFF-pending-audio"
+    await pool.execute(
+        "insert into voice_recording_fetches (recording_sid, call_sid, recording_url)"
+        " values ($1, $2, $3)",
+        sid,
+        call_sid,
+        twilio_standin.recording_url(sid),
+    )
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        await application.state.gateway.drain()
+    assert await pool.fetchval("select status from voice_recording_fetches") == "done"
+    key = await pool.fetchval("select bucket_key from recordings")
+    assert await bucket_store(settings).get(key) == b"RIFF-pending-audio"
