@@ -1,7 +1,147 @@
-"""Routes for the sms part of the gateway (filled in by its issue)."""
+"""Twilio's SMS webhooks: `POST /twilio-sms` (a text arrives) and `POST /twilio-sms/status`
+(a reply's delivery status). Twilio's field names stop here; the rest speaks shared/sms.py.
+
+An inbound text is stored and its reply queued in one transaction, then Twilio gets an
+empty `<Response/>` at once; the reply is generated and sent after that (sms_replies.py).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import Response
+from twilio.twiml.voice_response import VoiceResponse
+
+from shared import sms
+from webhook_gateway.deps import StateDep
+from webhook_gateway.sms_replies import STATUS_PATH, SmsReplier
+from webhook_gateway.twilio_signature import TwilioRequest, TwilioRequestDep
+from webhook_gateway.twiml import empty_response, twiml
+
+logger = logging.getLogger("webhook_gateway.sms")
+
+MISCONFIGURED_VOICE_MESSAGE = (
+    "Sorry, this number cannot take calls yet. Its voice webhook points at the text message "
+    "address. Please ask the business to set the voice webhook to the voice address."
+)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Runs inside the app's lifespan (after the pool opens, before it closes): resume the
+    # replies a stopped process left, and keep sweeping until shutdown.
+    replier = SmsReplier(app.state.gateway)
+    app.state.sms_replier = replier
+    await replier.start()
+    try:
+        yield
+    finally:
+        await replier.stop()
+
+
+router = APIRouter(lifespan=_lifespan)
+
+
+def get_replier(request: Request) -> SmsReplier:
+    replier: SmsReplier = request.app.state.sms_replier
+    return replier
+
+
+ReplierDep = Annotated[SmsReplier, Depends(get_replier)]
+
+
+def _positive_int(value: str) -> int | None:
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _inbound(req: TwilioRequest) -> sms.InboundSms:
+    sid = req.get("MessageSid") or req.get("SmsMessageSid") or req.get("SmsSid")
+    from_number, to_number = req.get("From"), req.get("To")
+    if not sid or not from_number or not to_number:
+        raise HTTPException(status_code=400, detail="MessageSid, From and To are required")
+    return sms.InboundSms(
+        message_sid=sid,
+        from_number=from_number,
+        to_number=to_number,
+        body=req.get("Body"),
+        num_segments=_positive_int(req.get("NumSegments")),
+        opt_out_type=req.get("OptOutType") or None,
+    )
+
+
+def _misrouted_call(req: TwilioRequest) -> Response:
+    # The most common setup mistake: the caller must hear why, not silence.
+    logger.error(
+        "sms.voice_webhook_points_at_sms_url",
+        extra={"call_sid": req.get("CallSid"), "to": req.get("To")},
+    )
+    document = VoiceResponse()
+    document.say(MISCONFIGURED_VOICE_MESSAGE)
+    document.hangup()
+    return twiml(document)
+
+
+@router.post("/twilio-sms")
+async def inbound_sms(
+    req: TwilioRequestDep, request: Request, state: StateDep, replier: ReplierDep
+) -> Response:
+    if req.get("CallSid"):
+        return _misrouted_call(req)
+    inbound = _inbound(req)
+    async with state.pool.acquire() as conn:
+        received = await sms.receive(
+            conn,
+            inbound,
+            can_send=state.twilio is not None,
+            lease_seconds=replier.lease_seconds,
+        )
+    extra = {
+        "message_sid": inbound.message_sid,
+        "workspace_id": str(received.workspace_id) if received.workspace_id else None,
+        "conversation_id": str(received.conversation_id) if received.conversation_id else None,
+        "outcome": received.outcome.value,
+        "reason": received.reason.value if received.reason else None,
+        "idempotency_token": request.headers.get("i-twilio-idempotency-token"),
+    }
+    if received.outcome is sms.Outcome.REGION_REFUSED:
+        logger.warning("sms.refused_region_not_enabled", extra=extra)
+    else:
+        logger.info("sms.received", extra=extra)
+    if received.reply is not None:
+        replier.schedule(received.reply)
+    return empty_response()
+
+
+@router.post(STATUS_PATH)
+async def sms_status(req: TwilioRequestDep, request: Request, state: StateDep) -> Response:
+    sid = req.get("MessageSid") or req.get("SmsSid")
+    status = (req.get("MessageStatus") or req.get("SmsStatus")).lower()
+    if not sid or not status:
+        raise HTTPException(status_code=400, detail="MessageSid and MessageStatus are required")
+    reply = request.query_params.get("reply", "")
+    update = sms.DeliveryStatus(
+        message_sid=sid,
+        status=status,
+        num_segments=_positive_int(req.get("NumSegments")),
+        error_code=req.get("ErrorCode") or None,
+        reply_id=int(reply) if reply.isdigit() and len(reply) < 16 else None,
+    )
+    async with state.pool.acquire() as conn:
+        delivery = await sms.record_delivery(conn, update)
+    extra = {
+        "message_sid": sid,
+        "status": status,
+        "error_code": update.error_code,
+        "known": delivery.known,
+        "charged_segments": delivery.charge.quantity if delivery.charge else None,
+    }
+    if not delivery.known:
+        logger.warning("sms.status_for_unknown_message", extra=extra)
+    else:
+        logger.info("sms.status", extra=extra)
+    # Twilio logs 15003 for any non-2xx on a status callback: always answer 200.
+    return empty_response()

@@ -1,0 +1,258 @@
+"""Generate and send the AI replies queued in the SMS outbox, after Twilio was acknowledged.
+
+One task per reply: history -> text-chat pipeline -> (still allowed?) -> `sending` ->
+Twilio REST -> `sent`. A sweeper resumes what a stopped process left: at start-up and then
+periodically it takes over pending rows whose lease expired and marks rows stuck in
+`sending` as `unknown` (see shared/sms_outbox.py for why those are never re-sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+import regex
+
+from shared import agents, conversations, sms, sms_outbox
+from shared.chat import ChatFailed, ChatTurn
+from shared.errors import NotFound, ProviderError
+from shared.models import Agent
+from shared.pg import UNAVAILABLE_ERRORS, Connection
+from shared.sms_outbox import Claim, OutboxReply
+from webhook_gateway.state import GatewayState
+
+logger = logging.getLogger("webhook_gateway.sms")
+
+MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (21617)
+STATUS_PATH = "/twilio-sms/status"
+_GRAPHEME = regex.compile(r"\X")
+# Errors raised before a request could reach Twilio: retrying cannot send twice.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def fit_body(text: str, limit: int = MAX_BODY_CHARS) -> str:
+    """Cut a reply to Twilio's limit without splitting an emoji or a letter from its marks."""
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    size = 0
+    for grapheme in _GRAPHEME.findall(text):
+        if size + len(grapheme) > limit - 1:
+            break
+        kept.append(grapheme)
+        size += len(grapheme)
+    return "".join(kept).rstrip() + "…"
+
+
+def status_callback_url(public_base_url: str, reply_id: int) -> str:
+    return f"{public_base_url}{STATUS_PATH}?reply={reply_id}"
+
+
+class SmsReplier:
+    """Owns reply tasks (through the gateway state) and the outbox sweeper."""
+
+    def __init__(
+        self,
+        state: GatewayState,
+        *,
+        sweep_interval_seconds: float = 30.0,
+        retry_delays: tuple[float, ...] = (1.0, 4.0),
+        max_reply_age_seconds: float = 3600.0,
+    ) -> None:
+        self.state = state
+        settings = state.settings
+        # A worker holds a pending row at most this long: the model's deadline plus the
+        # REST call, with room to spare; then the sweeper may take it over.
+        self.lease_seconds = settings.openai_timeout_seconds + settings.twilio_timeout_seconds + 30
+        # A row still `sending` this long after the call began lost its process.
+        self.stale_sending_seconds = settings.twilio_timeout_seconds + 30
+        self.sweep_interval_seconds = sweep_interval_seconds
+        self.retry_delays = retry_delays
+        self.max_reply_age_seconds = max_reply_age_seconds
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume what a previous process left, then keep sweeping in the background."""
+        try:
+            await self.sweep_once()
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("sms.sweep_failed", extra={"error": repr(exc)})
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="sms-outbox-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_seconds)
+            try:
+                await self.sweep_once()
+            except Exception:
+                logger.exception("sms.sweep_failed")
+
+    async def sweep_once(self) -> int:
+        """Mark lost sends unknown, skip replies too old, and resume due pending replies."""
+        async with self.state.pool.acquire() as conn:
+            for reply_id in await sms_outbox.expire_stale_sending(
+                conn, older_than_seconds=self.stale_sending_seconds
+            ):
+                logger.error("sms.reply_outcome_unknown", extra={"reply_id": reply_id})
+            for reply_id in await sms_outbox.skip_expired(
+                conn, older_than_seconds=self.max_reply_age_seconds
+            ):
+                logger.warning("sms.reply_too_old", extra={"reply_id": reply_id})
+            claims = await sms_outbox.claim_due(conn, lease_seconds=self.lease_seconds)
+        for claim in claims:
+            logger.info("sms.reply_resumed", extra={"reply_id": claim.reply_id})
+            self.schedule(claim)
+        return len(claims)
+
+    def schedule(self, claim: Claim) -> asyncio.Task[Any]:
+        return self.state.spawn(self.process(claim), name=f"sms-reply-{claim.reply_id}")
+
+    # --- one reply -------------------------------------------------------------------------
+
+    async def process(self, claim: Claim) -> None:
+        """Generate (unless resumed with a text) and send one reply, at most once."""
+        try:
+            await self._process(claim)
+        except asyncio.CancelledError:
+            # Stopping: hand a not-yet-sending row straight to the next process.
+            with contextlib.suppress(Exception):
+                async with self.state.pool.acquire(timeout=2) as conn:
+                    await sms_outbox.release(conn, claim)
+            raise
+
+    async def _process(self, claim: Claim) -> None:
+        async with self.state.pool.acquire() as conn:
+            reply = await sms_outbox.get(conn, claim.reply_id)
+            if reply is None or reply.claim != claim.claim or reply.status != "pending":
+                return
+            prompt = None if reply.body is not None else await self._prompt(conn, reply)
+            if reply.body is None and prompt is None:
+                await sms_outbox.finish(conn, claim, status="failed", error="no active agent")
+                logger.warning("sms.reply_no_agent", extra=_log(reply))
+                return
+        body = reply.body
+        if prompt is not None:
+            agent, history, user_text = prompt
+            try:
+                text = await self.state.chat.reply(agent, history, user_text, medium="sms")
+            except ChatFailed as exc:
+                # No reply, no charge: the customer's message stays in the inbox for a human.
+                async with self.state.pool.acquire() as conn:
+                    await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
+                logger.warning("sms.reply_model_failed", extra={**_log(reply), "error": str(exc)})
+                return
+            body = fit_body(text)
+            async with self.state.pool.acquire() as conn:
+                if not await sms_outbox.save_body(conn, claim, body):
+                    return
+        assert body is not None
+        await self._send(reply, claim, body)
+
+    async def _prompt(
+        self, conn: Connection, reply: OutboxReply
+    ) -> tuple[Agent, list[ChatTurn], str] | None:
+        """The agent, the conversation before the inbound message, and its text."""
+        if reply.agent_id is None:
+            return None
+        try:
+            agent = await agents.get_agent(conn, reply.agent_id)
+        except NotFound:
+            return None
+        if not agent.active:
+            return None
+        messages = await conversations.history(conn, reply.conversation_id, limit=41)
+        inbound = next((m for m in messages if m.id == reply.inbound_message_id), None)
+        if inbound is None:
+            # More than the history window arrived since: read the message itself.
+            user_text = (
+                await conn.fetchval(
+                    "select body from messages where id = $1", reply.inbound_message_id
+                )
+                or ""
+            )
+        else:
+            user_text = inbound.body
+        history = [
+            ChatTurn("user" if m.role == "user" else "assistant", m.body)
+            for m in messages
+            if m.id < reply.inbound_message_id and m.role in ("user", "assistant") and m.body
+        ]
+        return agent, history, user_text
+
+    async def _send(self, reply: OutboxReply, claim: Claim, body: str) -> None:
+        twilio = self.state.twilio
+        if twilio is None:
+            async with self.state.pool.acquire() as conn:
+                await sms_outbox.finish(conn, claim, status="failed", error="Twilio not set up")
+            return
+        callback = status_callback_url(self.state.settings.public_base_url, reply.id)
+        for attempt in range(len(self.retry_delays) + 1):
+            async with self.state.pool.acquire() as conn:
+                blocked = await sms.reply_blocked(conn, reply)
+                if blocked is not None:
+                    await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
+                    logger.info("sms.reply_skipped", extra={**_log(reply), "reason": blocked})
+                    return
+                if not await sms_outbox.begin_send(conn, claim):
+                    return  # another process took the row over: it sends, not us
+            try:
+                sent = await twilio.send_message(
+                    to=reply.to_number, from_=reply.from_number, body=body, status_callback=callback
+                )
+            except ProviderError as exc:
+                delay = await self._after_failure(reply, claim, exc, attempt)
+                if delay is None:
+                    return
+                await asyncio.sleep(delay)
+                continue
+            async with self.state.pool.acquire() as conn:
+                await sms_outbox.record_sent(
+                    conn, reply.id, sent.sid, status=sent.status, num_segments=sent.num_segments
+                )
+            logger.info("sms.reply_sent", extra={**_log(reply), "message_sid": sent.sid})
+            return
+
+    async def _after_failure(
+        self, reply: OutboxReply, claim: Claim, exc: ProviderError, attempt: int
+    ) -> float | None:
+        """Record a failed send; the delay before trying again, or None when done."""
+        extra = {**_log(reply), "error": str(exc)}
+        # An HTTP answer from Twilio, or no connection at all, means nothing was created.
+        never_reached = exc.status is not None or isinstance(exc.__cause__, _NOT_SENT_ERRORS)
+        async with self.state.pool.acquire() as conn:
+            if not never_reached:
+                # The request may have reached Twilio: sending again could text twice.
+                await sms_outbox.mark_unknown(conn, reply.id, error=str(exc))
+                logger.error("sms.reply_outcome_unknown", extra=extra)
+                return None
+            if exc.retryable and attempt < len(self.retry_delays):
+                delay = self.retry_delays[attempt]
+                await sms_outbox.retry_later(
+                    conn, claim, delay_seconds=delay, lease_seconds=self.lease_seconds,
+                    error=str(exc),
+                )  # fmt: skip
+                logger.warning("sms.reply_send_retry", extra=extra)
+                return delay
+            await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
+            logger.error("sms.reply_send_failed", extra=extra)
+            return None
+
+
+def _log(reply: OutboxReply) -> dict[str, object]:
+    return {
+        "workspace_id": str(reply.workspace_id),
+        "conversation_id": str(reply.conversation_id),
+        "reply_id": reply.id,
+    }
