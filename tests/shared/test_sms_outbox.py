@@ -1,0 +1,88 @@
+import asyncpg
+import pytest
+
+from shared import conversations, sms_outbox
+from shared.opt_outs import Keyword, keyword_of
+from tests import factories
+
+
+async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:
+    ws = await factories.workspace(conn)
+    agent = await factories.agent(conn, ws.id)
+    channel = await factories.channel(conn, ws.id, agent_id=agent.id)
+    conversation_id = await conversations.open_sms_conversation(
+        conn,
+        workspace_id=ws.id,
+        channel_id=channel.id,
+        contact_number="+15557654321",
+        agent_id=agent.id,
+    )
+    message = await conversations.add_message(
+        conn, conversation_id, direction="inbound", role="user", body="hi", provider_id="SM1"
+    )
+    return await sms_outbox.enqueue(
+        conn,
+        workspace_id=ws.id,
+        conversation_id=conversation_id,
+        inbound_message_id=message.id,
+        agent_id=agent.id,
+        from_number=channel.phone_number,
+        to_number="+15557654321",
+        lease_seconds=60,
+    )
+
+
+async def test_a_worker_whose_lease_was_taken_over_can_no_longer_send(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        first = await _pending(conn)
+        assert await sms_outbox.claim_due(conn, lease_seconds=60) == []  # lease still held
+        await conn.execute("update sms_replies set lease_until = now() - interval '1 second'")
+        [second] = await sms_outbox.claim_due(conn, lease_seconds=60)
+        assert second.reply_id == first.reply_id and second.claim != first.claim
+        assert await sms_outbox.save_body(conn, first, "stale worker's text") is False
+        assert await sms_outbox.save_body(conn, second, "hello")
+        assert await sms_outbox.begin_send(conn, first) is False
+        assert await sms_outbox.begin_send(conn, second) is True
+        assert await sms_outbox.begin_send(conn, second) is False  # at most one send
+
+
+async def test_sent_is_recorded_once_whichever_of_sender_and_callback_comes_first(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        claim = await _pending(conn)
+        await sms_outbox.save_body(conn, claim, "hello")
+        await sms_outbox.begin_send(conn, claim)
+        by_callback = await sms_outbox.record_sent(
+            conn, claim.reply_id, "SMout", status="delivered", num_segments=1
+        )
+        by_sender = await sms_outbox.record_sent(
+            conn, claim.reply_id, "SMout", status="queued", num_segments=None
+        )
+        other = await sms_outbox.record_sent(
+            conn, claim.reply_id, "SMother", status="queued", num_segments=None
+        )
+        rows = await conn.fetch("select status from messages where direction = 'outbound'")
+    assert (by_callback, by_sender, other) == (True, True, False)
+    assert [r["status"] for r in rows] == ["delivered"]  # the later answer did not downgrade
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("STOP", Keyword.STOP),
+        (" stop. ", Keyword.STOP),
+        ("Unsubscribe", Keyword.STOP),
+        ("optout", Keyword.STOP),
+        ("start", Keyword.START),
+        ("Unstop", Keyword.START),
+        ("HELP", Keyword.HELP),
+        ("info?", Keyword.HELP),
+        ("please stop texting me", None),
+        ("stopping by later", None),
+        ("", None),
+    ],
+)
+def test_keywords_are_single_words_in_any_case(body: str, expected: Keyword | None) -> None:
+    found = keyword_of(body)
+    assert (found[0] if found else None) == expected
