@@ -309,7 +309,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("charges")
     p.add_argument("--workspace", type=_uuid, required=True)
     p.set_defaults(handler=_charges)
+
+    livekit = sub.add_parser("livekit").add_subparsers(dest="action", required=True)
+    livekit.add_parser(
+        "setup",
+        help="create or update the inbound SIP trunk (all connected voice numbers)"
+        " and the dispatch rule that sends each caller to the agent",
+    )
     return parser
+
+
+async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
+    from shared.livekit_sip import sync_inbound_sip, voice_numbers
+
+    settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+    pool = await create_pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            numbers = await voice_numbers(conn)
+    finally:
+        await pool.close()
+    setup = await sync_inbound_sip(settings, numbers)
+    return {
+        "trunk_id": setup.trunk_id,
+        "dispatch_rule_id": setup.dispatch_rule_id,
+        "numbers": setup.numbers,
+        "trunk": "created" if setup.trunk_created else "updated",
+        "dispatch_rule": "created" if setup.rule_created else "updated",
+    }
 
 
 async def _run_migrate(settings: Settings) -> list[str]:
@@ -345,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print(
                 {"applied": applied} if args.json else applied or ["schema is current"], args.json
             )
+            return 0
+        if args.command == "livekit":
+            _print(asyncio.run(_run_livekit_setup(settings)), args.json)
             return 0
         _print(asyncio.run(_run_handler(settings, args)), args.json)
         return 0

@@ -7,10 +7,10 @@ nothing else in the code reads `os.environ`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import MissingSetting
 
@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None
     livekit_sip_uri: str | None = None
+    # The inbound SIP trunk and dispatch rule `wassla livekit setup` keeps in step with the
+    # connected voice numbers (found again by name, so a second run updates, never duplicates).
+    livekit_sip_trunk_name: str = "wassla-inbound"
+    livekit_sip_dispatch_rule_name: str = "wassla-inbound"
+    livekit_sip_room_prefix: str = "call-"
+    # Who may send calls into the trunk: CIDR blocks (comma-separated in the environment;
+    # empty: any address) and/or digest credentials (Twilio's `<Sip username= password=>`).
+    livekit_sip_allowed_addresses: Annotated[list[str], NoDecode] = []
+    livekit_sip_auth_username: str | None = None
+    livekit_sip_auth_password: str | None = None
     worker_agent_name: str = "wassla-voice"
     worker_drain_timeout_seconds: int = 285
     worker_health_port: int = 8081
@@ -128,6 +138,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("livekit_sip_allowed_addresses", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def require(self, *fields: str) -> None:
         """Fail fast, naming the environment variables a command needs but lacks."""
