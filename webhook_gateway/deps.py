@@ -25,9 +25,23 @@ def get_settings(request: Request) -> Settings:
     return get_state(request).settings
 
 
-StateDep = Annotated[GatewayState, Depends(get_state)]
-PoolDep = Annotated[Pool, Depends(get_pool)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+# FastAPI runs a plain `def` dependency in a worker thread (a thread hop per request, per
+# dependency); these `async def` twins run on the event loop.
+async def _state_dep(request: Request) -> GatewayState:
+    return get_state(request)
+
+
+async def _pool_dep(request: Request) -> Pool:
+    return get_state(request).pool
+
+
+async def _settings_dep(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+StateDep = Annotated[GatewayState, Depends(_state_dep)]
+PoolDep = Annotated[Pool, Depends(_pool_dep)]
+SettingsDep = Annotated[Settings, Depends(_settings_dep)]
 
 
 def get_current_user(request: Request, settings: SettingsDep) -> str:

@@ -29,7 +29,7 @@ from shared.chat import ChatFailed, ChatTurn
 from shared.errors import NotFound
 from shared.models import Agent, ChannelKind
 from shared.pg import Connection
-from shared.routing import resolve_inbound, route_agent
+from shared.routing import InboundTarget, resolve_inbound, route_agent
 from webhook_gateway import voice_twiml as tw
 from webhook_gateway.state import GatewayState
 from webhook_gateway.voice_languages import DEFAULT_TAG, VoiceLocale, voice_locale
@@ -133,27 +133,40 @@ class VoiceLoop:
                 # Not opened as a call: a refusal is not a conversation, and bills no minutes.
                 logger.warning("voice.no_voice_agent", extra=log)
                 return tw.say_and_hang_up(locale, line("no_agent", locale.phrase_language))
-            call = await calls.open_call(
-                conn,
-                call_sid=incoming.call_sid,
-                workspace_id=target.workspace.id,
-                channel_id=target.channel.id,
-                agent_id=agent.id,
-                source="twilio",
-                from_number=incoming.from_number or None,
-                to_number=target.channel.phone_number,
-            )
-            log["conversation"] = str(call.conversation_id)
-            if call.ended_at is not None:
-                return tw.hang_up()
-            await calls.mark_connected(conn, incoming.call_sid)
-            sip_uri = self.settings.livekit_sip_uri
-            if sip_uri:
-                logger.info("voice.dial_livekit", extra=log)
-                uri = tw.livekit_sip_uri(sip_uri, target.channel.phone_number, incoming.call_sid)
-                return tw.dial_livekit(uri, action=self.links.dial_status)
-            logger.info("voice.answered", extra=log)
-            return await self._greet(conn, call, agent, locale)
+            # One transaction for the writes of the answer: one commit (and WAL flush), not four.
+            async with conn.transaction():
+                return await self._open_and_answer(conn, incoming, target, agent, locale, log)
+
+    async def _open_and_answer(
+        self,
+        conn: Connection,
+        incoming: IncomingCall,
+        target: InboundTarget,
+        agent: Agent,
+        locale: VoiceLocale,
+        log: dict[str, str],
+    ) -> VoiceResponse:
+        call = await calls.open_call(
+            conn,
+            call_sid=incoming.call_sid,
+            workspace_id=target.workspace.id,
+            channel_id=target.channel.id,
+            agent_id=agent.id,
+            source="twilio",
+            from_number=incoming.from_number or None,
+            to_number=target.channel.phone_number,
+        )
+        log["conversation"] = str(call.conversation_id)
+        if call.ended_at is not None:
+            return tw.hang_up()
+        await calls.mark_connected(conn, incoming.call_sid)
+        sip_uri = self.settings.livekit_sip_uri
+        if sip_uri:
+            logger.info("voice.dial_livekit", extra=log)
+            uri = tw.livekit_sip_uri(sip_uri, target.channel.phone_number, incoming.call_sid)
+            return tw.dial_livekit(uri, action=self.links.dial_status)
+        logger.info("voice.answered", extra=log)
+        return await self._greet(conn, call, agent, locale)
 
     async def dial_ended(self, call_sid: str, dial_status: str, sip_code: str) -> VoiceResponse:
         """The `<Dial><Sip>` leg ended: done when LiveKit carried the call, else the loop."""

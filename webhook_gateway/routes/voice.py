@@ -57,7 +57,7 @@ def install(app_state: object, state: GatewayState) -> VoiceServices:
     return services
 
 
-def get_voice(request: Request) -> VoiceServices:
+async def get_voice(request: Request) -> VoiceServices:
     services: VoiceServices | None = getattr(request.app.state, "voice", None)
     if services is None:  # an app built without install(): create on first use
         services = install(request.app.state, get_state(request))
