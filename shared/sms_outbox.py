@@ -134,28 +134,18 @@ async def release(conn: Connection, claim: Claim) -> None:
     )
 
 
-async def save_body(conn: Connection, claim: Claim, body: str) -> bool:
-    """Keep the generated text, so a resumed reply is sent as written, not regenerated."""
-    done = await conn.execute(
-        "update sms_replies set body = $3, updated_at = now()"
-        " where id = $1 and claim = $2 and status = 'pending'",
-        claim.reply_id,
-        claim.claim,
-        body,
-    )
-    return done.endswith(" 1")
-
-
-async def begin_send(conn: Connection, claim: Claim) -> bool:
-    """pending -> sending, committed before the REST call; False when the claim was lost."""
+async def begin_send(conn: Connection, claim: Claim, body: str) -> bool:
+    """pending -> sending with the text to send, committed before the REST call; False when
+    the claim was lost (another process owns the row now)."""
     done = await conn.execute(
         """
         update sms_replies set status = 'sending', sending_at = now(), attempts = attempts + 1,
-               updated_at = now()
-        where id = $1 and claim = $2 and status = 'pending' and body is not null
+               body = $3, updated_at = now()
+        where id = $1 and claim = $2 and status = 'pending'
         """,
         claim.reply_id,
         claim.claim,
+        body,
     )
     return done.endswith(" 1")
 

@@ -61,6 +61,7 @@ class SmsReplier:
         sweep_interval_seconds: float = 30.0,
         retry_delays: tuple[float, ...] = (1.0, 4.0),
         max_reply_age_seconds: float = 3600.0,
+        max_concurrent_replies: int = 8,
     ) -> None:
         self.state = state
         settings = state.settings
@@ -73,6 +74,9 @@ class SmsReplier:
         self.retry_delays = retry_delays
         self.max_reply_age_seconds = max_reply_age_seconds
         self._sweeper: asyncio.Task[None] | None = None
+        # Replies wait their turn so acknowledgements keep the event loop and the pool's
+        # connections under a burst; the backlog is safe in the outbox meanwhile.
+        self._slots = asyncio.Semaphore(max_concurrent_replies)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -124,7 +128,8 @@ class SmsReplier:
     async def process(self, claim: Claim) -> None:
         """Generate (unless resumed with a text) and send one reply, at most once."""
         try:
-            await self._process(claim)
+            async with self._slots:
+                await self._process(claim)
         except asyncio.CancelledError:
             # Stopping: hand a not-yet-sending row straight to the next process.
             with contextlib.suppress(Exception):
@@ -154,9 +159,6 @@ class SmsReplier:
                 logger.warning("sms.reply_model_failed", extra={**_log(reply), "error": str(exc)})
                 return
             body = fit_body(text)
-            async with self.state.pool.acquire() as conn:
-                if not await sms_outbox.save_body(conn, claim, body):
-                    return
         assert body is not None
         await self._send(reply, claim, body)
 
@@ -205,7 +207,7 @@ class SmsReplier:
                     await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
                     logger.info("sms.reply_skipped", extra={**_log(reply), "reason": blocked})
                     return
-                if not await sms_outbox.begin_send(conn, claim):
+                if not await sms_outbox.begin_send(conn, claim, body):
                     return  # another process took the row over: it sends, not us
             try:
                 sent = await twilio.send_message(

