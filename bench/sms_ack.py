@@ -119,7 +119,10 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
 
 
-def _requests(count: int, prefix: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+def _requests(count: int, prefix: str) -> list[tuple[str, bytes]]:
+    """Signed inbound SMS webhooks as raw HTTP/1.1 requests (built before the clock starts)."""
+    from urllib.parse import urlencode
+
     from twilio.request_validator import RequestValidator
 
     validator = RequestValidator(AUTH_TOKEN)
@@ -133,69 +136,108 @@ def _requests(count: int, prefix: str) -> list[tuple[str, dict[str, str], dict[s
             "Body": "Hi, are you open today? 👋", "NumSegments": "1", "NumMedia": "0",
             "SmsStatus": "received", "ApiVersion": "2010-04-01",
         }  # fmt: skip
-        out.append((sid, params, {"X-Twilio-Signature": validator.compute_signature(url, params)}))
+        body = urlencode(params).encode()
+        head = (
+            "POST /twilio-sms HTTP/1.1\r\nHost: gateway.bench.test\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {validator.compute_signature(url, params)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        out.append((sid, head.encode() + body))
     return out
 
 
-async def open_loop(base: str, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
-    import httpx
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less CPU than
+    the servers it measures (both share this machine's cores)."""
 
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def request(self, raw: bytes) -> int:
+        if self._idle:
+            reader, writer = self._idle.pop()
+            try:
+                return await self._exchange(reader, writer, raw)
+            except (OSError, asyncio.IncompleteReadError):
+                pass  # the server closed an idle keep-alive connection: retry on a new one
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._all.append(writer)
+        return await self._exchange(reader, writer, raw)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+    ) -> int:
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))
+        return status
+
+    async def aclose(self) -> None:
+        for writer in self._all:
+            writer.close()
+
+
+async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
     reqs = _requests(int(rate * seconds), prefix)
     latencies: list[float] = []
     sent_at: dict[str, float] = {}
     errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    client = RawClient(port)
 
-        async def one(when: float, sid: str, params: dict[str, str], headers: Any) -> None:
-            nonlocal errors
-            await asyncio.sleep(max(0.0, when - time.perf_counter()))
-            sent_at[sid] = time.time()
-            try:
-                response = await client.post("/twilio-sms", data=params, headers=headers)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - when)  # from the scheduled time
-            else:
-                errors += 1
+    async def one(when: float, sid: str, raw: bytes) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, when - time.perf_counter()))
+        sent_at[sid] = time.time()
+        try:
+            ok = await client.request(raw) == 200
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            ok = False
+        if ok:
+            latencies.append(time.perf_counter() - when)  # from the scheduled time
+        else:
+            errors += 1
 
-        # Warm the connections and the server's code paths (not measured).
-        await asyncio.gather(*(client.get("/healthz") for _ in range(20)))
-        start = time.perf_counter() + 0.2
-        await asyncio.gather(
-            *(one(start + i / rate, sid, p, h) for i, (sid, p, h) in enumerate(reqs))
-        )
-        elapsed = time.perf_counter() - start
+    # Warm connections and code paths with a few requests (not measured).
+    await asyncio.gather(*(client.request(raw) for _, raw in _requests(20, prefix + "w")))
+    start = time.perf_counter() + 0.2
+    await asyncio.gather(*(one(start + i / rate, sid, raw) for i, (sid, raw) in enumerate(reqs)))
+    elapsed = time.perf_counter() - start
+    await client.aclose()
     return {
         "n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
         "p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "sent_at": sent_at,
     }  # fmt: skip
 
 
-async def closed_loop(base: str, concurrency: int, seconds: float, prefix: str) -> float:
-    import httpx
-
-    reqs = _requests(20_000, prefix)
+async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) -> float:
+    reqs = _requests(int(seconds * 1500), prefix)
     done = 0
     index = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    client = RawClient(port)
 
-        async def worker() -> None:
-            nonlocal done, index
-            while time.perf_counter() < deadline and index < len(reqs):
-                _, params, headers = reqs[index]
-                index += 1
-                response = await client.post("/twilio-sms", data=params, headers=headers)
-                if response.status_code == 200:
-                    done += 1
+    async def worker() -> None:
+        nonlocal done, index
+        while time.perf_counter() < deadline and index < len(reqs):
+            _, raw = reqs[index]
+            index += 1
+            if await client.request(raw) == 200:
+                done += 1
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - start)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await client.aclose()
+    return done / elapsed
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -280,7 +322,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         gateway, g = _spawn("gateway", gateway_env)
         bare, b = _spawn("bare", env)
         procs += [gateway, bare]
-        gw_url, bare_url = f"http://127.0.0.1:{g['port']}", f"http://127.0.0.1:{b['port']}"
+        gw_url, bare_url = g["port"], b["port"]
         await asyncio.sleep(1.0)
 
         rate, secs = args.rate, args.seconds

@@ -8,6 +8,7 @@ the delivery that stored the message may queue a reply.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
@@ -76,8 +77,11 @@ class Received:
     reply: Claim | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def replyable_contact(from_number: str) -> str | None:
-    """The sender as E.164 when we may text it back; None for short codes and sender ids."""
+    """The sender as E.164 when we may text it back; None for short codes and sender ids.
+
+    Cached: the same few contacts text again and again, and parsing is the costly part."""
     try:
         return normalize_e164(from_number)
     except InvalidPhoneNumber:

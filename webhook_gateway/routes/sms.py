@@ -46,7 +46,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(lifespan=_lifespan)
 
 
-def get_replier(request: Request) -> SmsReplier:
+async def get_replier(request: Request) -> SmsReplier:
     replier: SmsReplier = request.app.state.sms_replier
     return replier
 
