@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # Jobs run in a process each (isolation) or as threads of one process (memory per call).
     worker_job_executor: Literal["process", "thread"] = "process"
     worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
-    worker_load_threshold: float = 0.75
+    worker_max_calls: int = 25  # concurrent calls one worker takes before it reports full
     worker_job_memory_warn_mb: float = 500.0
 
     # Recordings: a local directory under data_dir, or an S3-compatible private bucket

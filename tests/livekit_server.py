@@ -14,8 +14,10 @@ when neither the binary nor Go exists.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,6 +57,13 @@ def ensure_binary() -> Path:
     if not path.is_file():
         raise RuntimeError(f"scripts/build-livekit did not produce {path}")
     return path
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the test process dies (no orphans on a kill)."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -138,6 +147,7 @@ class LiveKitServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._workdir,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -167,6 +177,6 @@ class LiveKitServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        if self._workdir is not None:
+        if self._workdir is not None and not os.environ.get("WASSLA_KEEP_LIVEKIT_LOG"):
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

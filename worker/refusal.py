@@ -7,6 +7,7 @@ workspace that may not spend costs no TTS, STT or LLM call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import wave
 from functools import lru_cache
@@ -18,6 +19,7 @@ logger = logging.getLogger("worker.refusal")
 
 CLIP_PATH = Path(__file__).parent / "assets" / "unavailable.wav"
 _FRAME_MS = 20
+SUBSCRIBE_WAIT_SECONDS = 3.0
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +40,13 @@ async def play_clip(room: rtc.Room, pcm: bytes, sample_rate: int) -> None:
     source = rtc.AudioSource(sample_rate, 1)
     track = rtc.LocalAudioTrack.create_audio_track("refusal", source)
     options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    subscribed = asyncio.Event()
+    room.on("local_track_subscribed", lambda _track: subscribed.set())
     publication = await room.local_participant.publish_track(track, options)
     try:
+        # Audio captured before the caller's leg subscribes is lost: wait for it (briefly).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_WAIT_SECONDS)
         samples_per_frame = sample_rate * _FRAME_MS // 1000
         step = samples_per_frame * 2
         for start in range(0, len(pcm), step):

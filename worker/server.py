@@ -8,6 +8,7 @@ call. The main process sweeps calls a crashed worker left open, at start and per
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from functools import lru_cache
 from typing import Any
@@ -42,6 +43,8 @@ _CALLER_KINDS = [
 ]
 # The calls of this process by job id, for on_session_end (jobs may share a process).
 _CALLS: dict[str, CallSession] = {}
+# livekit-server stops dispatching to a worker whose reported load reaches this.
+SERVER_TARGET_LOAD = 0.7
 # Background tasks of the main process (the sweeper), referenced until they finish.
 _SERVER_TASKS: set[asyncio.Task[Any]] = set()
 
@@ -196,6 +199,15 @@ async def _sweeper(settings: Settings) -> None:
         await asyncio.sleep(settings.worker_sweep_interval_seconds)
 
 
+def call_load(server: AgentServer, max_calls: int) -> float:
+    """Load as calls held over capacity, scaled so a full worker reports the server's target.
+
+    The framework's default is CPU usage, which on a small box spikes past the server's
+    target whenever a job process starts or exits, and the server then drops dispatches.
+    """
+    return SERVER_TARGET_LOAD * len(server.active_jobs) / max(max_calls, 1)
+
+
 def build_server(settings: Settings) -> AgentServer:
     """The AgentServer configured from settings (agent name, health port, drain, executor)."""
     options: dict[str, Any] = {}
@@ -207,7 +219,8 @@ def build_server(settings: Settings) -> AgentServer:
         api_secret=settings.livekit_api_secret,
         port=settings.worker_health_port,
         drain_timeout=settings.worker_drain_timeout_seconds,
-        load_threshold=settings.worker_load_threshold,
+        load_threshold=SERVER_TARGET_LOAD,
+        load_fnc=functools.partial(call_load, max_calls=settings.worker_max_calls),
         job_memory_warn_mb=settings.worker_job_memory_warn_mb,
         job_executor_type=(
             JobExecutorType.THREAD

@@ -7,6 +7,8 @@ pointed at all of them. Tests get a fresh room and a SIP-kind test caller each.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -18,10 +20,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.livekit_server import REPO, LiveKitServer, free_port, skip_reason
+from tests.livekit_server import REPO, LiveKitServer, die_with_parent, free_port, skip_reason
+from tests.livekit_tap import LiveKitTap
 from tests.standins.openai_api import OpenAIStandIn
 from tests.worker.phone import Phone, sip_token
 
@@ -37,6 +41,14 @@ def livekit() -> Iterator[LiveKitServer]:
     server = LiveKitServer.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def livekit_tap(livekit: LiveKitServer) -> Iterator[LiveKitTap]:
+    """The worker's way to the server: transparent, except it answers SIP transfers."""
+    tap = LiveKitTap(upstream_http=livekit.http_url).start()
+    yield tap
+    tap.stop()
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +76,7 @@ async def recordings_bucket(s3_endpoint: str) -> str:
 def worker_env(
     *,
     livekit: LiveKitServer,
+    livekit_url: str | None = None,
     openai_base_url: str,
     pg_dsn: str,
     data_dir: Path,
@@ -75,7 +88,7 @@ def worker_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "WORKER_"))}
     env.update(
         {
-            "LIVEKIT_URL": livekit.url,
+            "LIVEKIT_URL": livekit_url or livekit.url,
             "LIVEKIT_API_KEY": livekit.api_key,
             "LIVEKIT_API_SECRET": livekit.api_secret,
             "DATABASE_URL": pg_dsn,
@@ -95,7 +108,7 @@ def worker_env(
             "WORKER_SWEEP_INTERVAL_SECONDS": "3600",
             "WORKER_MAX_CALL_WARNING_SECONDS": "4",
             "WORKER_ENDPOINTING_MIN_DELAY": "0.3",
-            "WORKER_LOAD_THRESHOLD": "1.0",
+            "WORKER_MAX_CALLS": "10",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -121,6 +134,20 @@ class WorkerProcess:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def worker_info(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.health_port}/worker"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            info: dict[str, Any] = json.loads(r.read())
+            return info
+
+    async def wait_idle(self, within: float = 30.0) -> None:
+        """Until the worker holds no job (its on_session_end writes are done)."""
+        deadline = time.monotonic() + within
+        while (await asyncio.to_thread(self.worker_info)).get("active_jobs", 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker still busy after {within}s")
+            await asyncio.sleep(0.1)
 
     def wait_registered(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -152,6 +179,7 @@ def start_worker(env: dict[str, str], health_port: int) -> WorkerProcess:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     worker = WorkerProcess(process=process, health_port=health_port, log_path=log_path)
     worker.wait_registered()
@@ -161,6 +189,7 @@ def start_worker(env: dict[str, str], health_port: int) -> WorkerProcess:
 @pytest.fixture(scope="session")
 def worker(
     livekit: LiveKitServer,
+    livekit_tap: LiveKitTap,
     openai_standin: OpenAIStandIn,
     pg_dsn: str,
     _migrated: str,
@@ -171,6 +200,7 @@ def worker(
     health_port = free_port()
     env = worker_env(
         livekit=livekit,
+        livekit_url=livekit_tap.url,
         openai_base_url=openai_standin.base_url,
         pg_dsn=pg_dsn,
         data_dir=data_dir,
@@ -222,3 +252,5 @@ async def calls(livekit: LiveKitServer, worker: WorkerProcess) -> AsyncIterator[
     yield factory
     for phone in factory.phones:
         await phone.hang_up()
+    # The next test truncates the tables: let this call's last writes land first.
+    await worker.wait_idle()

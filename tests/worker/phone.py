@@ -114,6 +114,7 @@ class Phone:
     heard: list[tuple[float, float]] = field(default_factory=list)  # (monotonic time, rms)
     speech_ended_at: float | None = None
     speech_started_at: float | None = None
+    subscribed_at: float | None = None
     _queue: bytearray = field(default_factory=bytearray)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _source: rtc.AudioSource | None = None
@@ -138,6 +139,7 @@ class Phone:
         self, track: rtc.Track, _pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant
     ) -> None:
         if track.kind == rtc.TrackKind.KIND_AUDIO:
+            self.subscribed_at = time.monotonic()
             self._spawn(self._listen(track))
 
     async def _listen(self, track: rtc.Track) -> None:
@@ -206,7 +208,11 @@ class Phone:
             if at is not None:
                 return at
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the agent did not speak within {within}s")
+                raise TimeoutError(
+                    f"the agent did not speak within {within}s (subscribed at"
+                    f" {self.subscribed_at}, {len(self.heard)} frames heard,"
+                    f" loudest {max((lv for _, lv in self.heard), default=0):.0f})"
+                )
             await asyncio.sleep(0.02)
 
     async def wait_agent_quiet(

@@ -9,7 +9,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from uuid import UUID
 
 import asyncpg
 import pytest
@@ -18,6 +17,7 @@ from shared import calls as calls_db
 from shared.models import BillingMode
 from shared.recordings import S3RecordingStore
 from tests import factories
+from tests.livekit_tap import LiveKitTap
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.worker.conftest import BUCKET, CallFactory, WorkerProcess
 from tests.worker.phone import espeak_pcm
@@ -265,4 +265,64 @@ async def _interrupted_reply(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Recor
     return None
 
 
-_ = UUID
+async def test_hand_off_request_transfers_the_sip_caller_and_marks_the_conversation(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, livekit_tap: LiveKitTap
+) -> None:
+    await voice_line(pool, handoff_number="+15559876543")
+    livekit_tap.transfers.clear()
+    standin.script_transcripts("I want to talk to a person.")
+    standin.script_chat(ChatScript("", tool_call="transfer_to_human"))
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("I want to talk to a person."))
+    spoke_until = await phone.finish_saying()
+    await phone.wait_agent_speaking(after=spoke_until, within=20)  # "transferring you"
+
+    async def transferred() -> list[Any] | None:
+        return list(livekit_tap.transfers) or None
+
+    transfers = await eventually(transferred, what="the SIP transfer request")
+    assert [(t.transfer_to, t.participant_identity) for t in transfers] == [
+        ("tel:+15559876543", "sip_+15550001111")
+    ]
+    call = await ended_call(pool, call_sid)
+    handed_off = await pool.fetchval(
+        "select handed_off from conversations where id = $1", call.conversation_id
+    )
+    assert handed_off is True
+
+
+async def test_hand_off_without_a_number_keeps_the_caller_with_the_agent(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, livekit_tap: LiveKitTap
+) -> None:
+    await voice_line(pool, handoff_number=None)
+    livekit_tap.transfers.clear()
+    standin.script_transcripts("I want to talk to a person.")
+    standin.script_chat(
+        ChatScript("", tool_call="transfer_to_human"), "Sorry, nobody is available right now."
+    )
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("I want to talk to a person."))
+    spoke_until = await phone.finish_saying()
+    await phone.wait_agent_speaking(after=spoke_until, within=20)
+
+    async def apology() -> list[asyncpg.Record] | None:
+        rows = await messages_of(pool, call_sid)
+        return rows if any("nobody is available" in r["body"] for r in rows) else None
+
+    await eventually(apology, what="the agent's apology")
+    # The tool told the model no human is available; the model's request carried that.
+    tool_outputs = [
+        m.get("content")
+        for r in standin.chat_requests
+        for m in r["body"]["messages"]
+        if m.get("role") == "tool"
+    ]
+    assert any("No human colleague is available" in (t or "") for t in tool_outputs)
+    assert livekit_tap.transfers == []
+    assert not phone.hung_up
