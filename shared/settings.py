@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     twilio_auth_token: str | None = None
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = 10.0
+    # SMS replies: generated and sent by the gateway process that acknowledged the text
+    # ("inline"), or by separate `python -m webhook_gateway.sms_worker` processes ("worker"),
+    # so acknowledgements never share an event loop with the model client.
+    sms_replies: Literal["inline", "worker"] = "inline"
 
     # OpenAI-compatible API (chat, STT, TTS)
     openai_api_key: str | None = None

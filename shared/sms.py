@@ -74,7 +74,8 @@ class Received:
     workspace_id: UUID | None = None
     conversation_id: UUID | None = None
     message_id: int | None = None
-    reply: Claim | None = None
+    reply_id: int | None = None  # a reply was queued
+    reply: Claim | None = None  # ... and claimed for this caller to send
 
 
 @functools.lru_cache(maxsize=4096)
@@ -89,9 +90,12 @@ def replyable_contact(from_number: str) -> str | None:
 
 
 async def receive(
-    conn: Connection, sms: InboundSms, *, can_send: bool, lease_seconds: float
+    conn: Connection, sms: InboundSms, *, can_send: bool, lease_seconds: float | None
 ) -> Received:
     """Store an inbound text on its conversation and queue the AI reply when one is due.
+
+    With `lease_seconds` the queued reply is claimed for the caller; with None it is left
+    for a reply worker (see sms_outbox.enqueue).
 
     One transaction: a crash leaves either nothing (Twilio's retry redoes it) or the message
     together with its pending reply.
@@ -125,10 +129,13 @@ async def receive(
         )
 
         def outcome(
-            kind: Outcome, reason: NoReply | None = None, reply: Claim | None = None
+            kind: Outcome,
+            reason: NoReply | None = None,
+            reply_id: int | None = None,
+            reply: Claim | None = None,
         ) -> Received:
             return Received(kind, reason, channel.workspace_id, message.conversation_id,
-                            message.id, reply)  # fmt: skip
+                            message.id, reply_id, reply)  # fmt: skip
 
         if not message.created:
             return outcome(Outcome.DUPLICATE)
@@ -154,7 +161,7 @@ async def receive(
             return outcome(Outcome.STORED, reason)
 
         assert contact is not None and agent is not None
-        claim = await sms_outbox.enqueue(
+        reply_id, claim = await sms_outbox.enqueue(
             conn,
             workspace_id=channel.workspace_id,
             conversation_id=message.conversation_id,
@@ -164,7 +171,7 @@ async def receive(
             to_number=contact,
             lease_seconds=lease_seconds,
         )
-        return outcome(Outcome.REPLY_QUEUED, reply=claim)
+        return outcome(Outcome.REPLY_QUEUED, reply_id=reply_id, reply=claim)
 
 
 async def _keyword_or_opt_out(

@@ -76,9 +76,13 @@ class SmsReplier:
         self._sweeper: asyncio.Task[None] | None = None
         # Replies wait their turn so acknowledgements keep the event loop and the pool's
         # connections under a burst; the backlog is safe in the outbox meanwhile.
+        self.max_concurrent_replies = max_concurrent_replies
         self._slots = asyncio.Semaphore(max_concurrent_replies)
+        self._in_flight = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
 
-    # --- lifecycle -------------------------------------------------------------------------
+    # --- inline mode: the gateway process sends the replies it acknowledged ----------------
 
     async def start(self) -> None:
         """Resume what a previous process left, then keep sweeping in the background."""
@@ -103,8 +107,47 @@ class SmsReplier:
             except Exception:
                 logger.exception("sms.sweep_failed")
 
+    # --- worker mode: a separate process sends what gateways queued ------------------------
+
+    async def work(self, *, poll_seconds: float = 1.0) -> None:
+        """Send queued replies until `request_stop`: woken by the gateways' NOTIFY on each
+        queued reply and by a freed slot, polling as a fallback (a lost notification, a
+        dropped listener connection)."""
+        last_housekeeping = float("-inf")
+        loop = asyncio.get_running_loop()
+        async with self.state.pool.acquire() as listener:
+            await listener.add_listener(sms_outbox.NOTIFY_CHANNEL, self._notified)
+            try:
+                while not self._stopping:
+                    self._wake.clear()
+                    try:
+                        if loop.time() - last_housekeeping >= self.sweep_interval_seconds:
+                            await self._housekeeping()
+                            last_housekeeping = loop.time()
+                        await self.resume_due()
+                    except UNAVAILABLE_ERRORS as exc:
+                        logger.warning("sms.sweep_failed", extra={"error": repr(exc)})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), poll_seconds)
+            finally:
+                with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                    await listener.remove_listener(sms_outbox.NOTIFY_CHANNEL, self._notified)
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    # --- both modes ------------------------------------------------------------------------
+
     async def sweep_once(self) -> int:
         """Mark lost sends unknown, skip replies too old, and resume due pending replies."""
+        await self._housekeeping()
+        return await self.resume_due()
+
+    async def _housekeeping(self) -> None:
         async with self.state.pool.acquire() as conn:
             for reply_id in await sms_outbox.expire_stale_sending(
                 conn, older_than_seconds=self.stale_sending_seconds
@@ -114,13 +157,21 @@ class SmsReplier:
                 conn, older_than_seconds=self.max_reply_age_seconds
             ):
                 logger.warning("sms.reply_too_old", extra={"reply_id": reply_id})
-            claims = await sms_outbox.claim_due(conn, lease_seconds=self.lease_seconds)
+
+    async def resume_due(self) -> int:
+        """Claim as many due pending replies as there are free slots, and start them."""
+        free = self.max_concurrent_replies - self._in_flight
+        if free <= 0:
+            return 0  # a finishing reply wakes us up
+        async with self.state.pool.acquire() as conn:
+            claims = await sms_outbox.claim_due(conn, lease_seconds=self.lease_seconds, limit=free)
         for claim in claims:
-            logger.info("sms.reply_resumed", extra={"reply_id": claim.reply_id})
+            logger.info("sms.reply_claimed", extra={"reply_id": claim.reply_id})
             self.schedule(claim)
         return len(claims)
 
     def schedule(self, claim: Claim) -> asyncio.Task[Any]:
+        self._in_flight += 1
         return self.state.spawn(self.process(claim), name=f"sms-reply-{claim.reply_id}")
 
     # --- one reply -------------------------------------------------------------------------
@@ -136,6 +187,9 @@ class SmsReplier:
                 async with self.state.pool.acquire(timeout=2) as conn:
                     await sms_outbox.release(conn, claim)
             raise
+        finally:
+            self._in_flight -= 1
+            self._wake.set()  # a slot is free: a worker claims the next reply
 
     async def _process(self, claim: Claim) -> None:
         async with self.state.pool.acquire() as conn:

@@ -20,7 +20,7 @@ async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:
     message = await conversations.add_message(
         conn, conversation_id, direction="inbound", role="user", body="hi", provider_id="SM1"
     )
-    return await sms_outbox.enqueue(
+    _, claim = await sms_outbox.enqueue(
         conn,
         workspace_id=ws.id,
         conversation_id=conversation_id,
@@ -30,6 +30,8 @@ async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:
         to_number="+15557654321",
         lease_seconds=60,
     )
+    assert claim is not None
+    return claim
 
 
 async def test_a_worker_whose_lease_was_taken_over_can_no_longer_send(pool: asyncpg.Pool) -> None:

@@ -34,9 +34,12 @@ MISCONFIGURED_VOICE_MESSAGE = (
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Runs inside the app's lifespan (after the pool opens, before it closes): resume the
     # replies a stopped process left, and keep sweeping until shutdown.
+    # In worker mode the reply workers do all of it; the gateway only queues.
     replier = SmsReplier(app.state.gateway)
     app.state.sms_replier = replier
-    await replier.start()
+    inline = app.state.gateway.settings.sms_replies == "inline"
+    if inline:
+        await replier.start()
     try:
         yield
     finally:
@@ -97,7 +100,7 @@ async def inbound_sms(
             conn,
             inbound,
             can_send=state.twilio is not None,
-            lease_seconds=replier.lease_seconds,
+            lease_seconds=replier.lease_seconds if state.settings.sms_replies == "inline" else None,
         )
     extra = {
         "message_sid": inbound.message_sid,
