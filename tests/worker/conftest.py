@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit import api
 
 from tests.livekit_server import REPO, LiveKitServer, die_with_parent, free_port, skip_reason
 from tests.livekit_tap import LiveKitTap
@@ -244,6 +245,26 @@ class CallFactory:
         await phone.dial()
         self.phones.append(phone)
         return phone, call_sid
+
+    async def open_playground(self, *, agent_id: str | None) -> tuple[Phone, str]:
+        """Join a fresh room as a browser (standard) participant, as the playground does."""
+        room = f"playground-{uuid.uuid4().hex[:12]}"
+        metadata = json.dumps({"agent_id": agent_id}) if agent_id else ""
+        token = (
+            api.AccessToken(self.livekit.api_key, self.livekit.api_secret)
+            .with_identity("playground-user")
+            .with_grants(api.VideoGrants(room_join=True, room=room))
+            .with_room_config(
+                api.RoomConfiguration(
+                    agents=[api.RoomAgentDispatch(agent_name=AGENT_NAME, metadata=metadata)]
+                )
+            )
+            .to_jwt()
+        )
+        phone = Phone(url=self.livekit.url, token=token)
+        await phone.dial()
+        self.phones.append(phone)
+        return phone, room
 
 
 @pytest.fixture

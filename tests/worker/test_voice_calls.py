@@ -326,3 +326,108 @@ async def test_hand_off_without_a_number_keeps_the_caller_with_the_agent(
     assert any("No human colleague is available" in (t or "") for t in tool_outputs)
     assert livekit_tap.transfers == []
     assert not phone.hung_up
+
+
+async def test_max_call_length_warns_then_says_goodbye_and_ends_the_call(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    line = await voice_line(pool, max_call_seconds=30)  # the shortest an agent allows
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_hung_up(within=60)
+
+    call = await ended_call(pool, call_sid)
+    bodies = [r["body"] for r in await messages_of(pool, call_sid)]
+    assert bodies == [
+        "Hello, you reached Acme.",
+        "We are almost out of time for this call.",
+        "Thank you for calling. Goodbye!",
+    ]
+    assert call.duration_seconds is not None and 30 <= call.duration_seconds < 45
+    assert time.monotonic() - greeted_at >= 29
+    charged = await pool.fetchval(
+        "select quantity from charges where workspace_id = $1", line["workspace"].id
+    )
+    assert charged == 1
+
+
+async def test_playground_session_talks_to_the_named_agent_as_a_test_conversation(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, livekit_tap: LiveKitTap
+) -> None:
+    line = await voice_line(pool, handoff_number="+15559876543")
+    livekit_tap.transfers.clear()
+    standin.script_transcripts("Can I talk to a person?")
+    standin.script_chat(
+        ChatScript("", tool_call="transfer_to_human"), "A person is not available in this test."
+    )
+
+    phone, _room = await calls.open_playground(agent_id=str(line["agent"].id))
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("Can I talk to a person?"))
+    spoke_until = await phone.finish_saying()
+    await phone.wait_agent_speaking(after=spoke_until, within=20)
+
+    async def conversation() -> asyncpg.Record | None:
+        return await pool.fetchrow(
+            "select id, kind, is_test, handed_off from conversations where workspace_id = $1",
+            line["workspace"].id,
+        )
+
+    conv = await eventually(conversation, what="the playground conversation")
+    assert (conv["kind"], conv["is_test"], conv["handed_off"]) == ("playground", True, False)
+
+    async def told_unavailable() -> bool:
+        rows = await pool.fetch("select body from messages where conversation_id = $1", conv["id"])
+        return any("not available in this test" in r["body"] for r in rows)
+
+    await eventually(told_unavailable, what="the unavailable hand-off reply")
+    assert livekit_tap.transfers == []
+    assert await pool.fetchval("select count(*) from calls") == 0
+    await phone.hang_up()
+    assert await pool.fetchval("select count(*) from charges") == 0
+
+
+async def test_playground_without_a_known_agent_is_turned_away_without_ai_spend(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    phone, _room = await calls.open_playground(agent_id="00000000-0000-0000-0000-000000000000")
+    await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_hung_up(within=30)
+    assert standin.chat_requests == [] and standin.speech_requests == []
+
+
+async def test_a_short_backchannel_over_the_reply_is_a_false_interruption_and_speech_resumes(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool)
+    long_reply = " ".join(["Our store is open every day from nine to five."] * 6)
+    # The backchannel transcribes to nothing: no words, so no real interruption.
+    standin.script_transcripts("Tell me about your store.", "")
+    standin.script_chat(long_reply)
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("Tell me about your store."))
+    spoke_until = await phone.finish_saying()
+    await phone.wait_agent_speaking(after=spoke_until, within=20)
+    await asyncio.sleep(1.5)
+    phone.say(espeak_pcm("uh huh, uh huh"))
+    backchannel_end = await phone.finish_saying()
+
+    # The agent's reply goes on after the backchannel (resumed), and is stored whole.
+    await phone.wait_agent_speaking(after=backchannel_end + 0.5, within=10)
+
+    async def full_reply() -> asyncpg.Record | None:
+        for row in await messages_of(pool, call_sid):
+            if row["role"] == "assistant" and row["body"].startswith("Our store"):
+                return row
+        return None
+
+    row = await eventually(full_reply, within=40, what="the resumed reply row")
+    # The VAD did hear the backchannel as speech (it was sent to STT), yet no cut was made.
+    assert len(standin.transcription_requests) >= 2
+    assert row["interrupted"] is False
+    assert row["body"] == long_reply
