@@ -171,7 +171,10 @@ class WorkerProcess:
         return self.process.returncode
 
 
-def start_worker(env: dict[str, str], health_port: int) -> WorkerProcess:
+def start_worker(
+    env: dict[str, str], health_port: int, *, new_session: bool = False
+) -> WorkerProcess:
+    """`python -m worker start` as deployed; `new_session` makes it killable as a group."""
     log_path = Path(tempfile.mkstemp(prefix="wassla-worker-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -181,6 +184,7 @@ def start_worker(env: dict[str, str], health_port: int) -> WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
+            start_new_session=new_session,
         )
     worker = WorkerProcess(process=process, health_port=health_port, log_path=log_path)
     worker.wait_registered()
