@@ -1,7 +1,8 @@
 """Bench the SMS acknowledgement path: signed `POST /twilio-sms` against a bare FastAPI
 endpoint returning fixed TwiML, in the same run, on this machine.
 
-    .venv/bin/python bench/sms_ack.py [--rate 200] [--seconds 10] [--concurrency 32]
+    .venv/bin/python bench/sms_ack.py [--replies inline|worker|none] [--rate 200]
+        [--seconds 10] [--concurrency 32] [--closed-seconds 5]
 
 Processes (each its own, so none steals another's event loop):
   - the real gateway app under uvicorn (embedded Postgres in a temp WASSLA_DATA_DIR, or
@@ -107,6 +108,16 @@ def _spawn(role: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[
     )
     assert proc.stdout is not None
     return proc, json.loads(proc.stdout.readline())
+
+
+def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "webhook_gateway.sms_worker"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 # --- load ------------------------------------------------------------------------------------
@@ -309,7 +320,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         from shared.devdb import start_embedded
 
         dsn = os.environ.get("DATABASE_URL") or await asyncio.to_thread(start_embedded, data_dir)
-        await seed(dsn, replies=not args.no_replies)
+        await seed(dsn, replies=args.replies != "none")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         standins, urls = _spawn("standins", env)
         procs.append(standins)
@@ -319,6 +330,9 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_API_BASE_URL": urls["twilio"],
             "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": urls["openai"],
         }  # fmt: skip
+        if args.replies == "worker":
+            gateway_env["SMS_REPLIES"] = "worker"
+            procs.append(_spawn_reply_worker(gateway_env))
         gateway, g = _spawn("gateway", gateway_env)
         bare, b = _spawn("bare", env)
         procs += [gateway, bare]
@@ -326,7 +340,10 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         await asyncio.sleep(1.0)
 
         rate, secs = args.rate, args.seconds
-        print(f"open loop: {rate:.0f} req/s for {secs:.0f} s each, {os.cpu_count()} CPUs")
+        print(
+            f"replies: {args.replies}; open loop: {rate:.0f} req/s for {secs:.0f} s each,"
+            f" {os.cpu_count()} CPUs"
+        )
         bare_open = await open_loop(bare_url, rate, secs, "B")
         gw_open = await open_loop(gw_url, rate, secs, "G")
         await wait_replies_done(dsn)
@@ -383,7 +400,11 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--closed-seconds", type=float, default=5.0)
     parser.add_argument(
-        "--no-replies", action="store_true", help="infra_only workspace: store, never reply"
+        "--replies",
+        choices=["inline", "worker", "none"],
+        default="inline",
+        help="who sends replies: the gateway process, a separate sms_worker process, or "
+        "nobody (an infra_only workspace: the message is stored, no reply)",
     )
     cli = parser.parse_args()
     if cli.serve == "gateway":
