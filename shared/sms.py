@@ -239,7 +239,11 @@ async def record_delivery(conn: Connection, update: DeliveryStatus) -> Delivery:
                 num_segments=update.num_segments,
             )
             if resolved:
-                logger.warning(
+                # Usual when the callback overtakes the sender's own write; news when the
+                # send's outcome had been marked unknown.
+                level = logging.WARNING if reply.status == "unknown" else logging.INFO
+                logger.log(
+                    level,
                     "sms.reply_resolved_by_callback",
                     extra={"reply_id": reply.id, "message_sid": update.message_sid,
                            "previous_status": reply.status},

@@ -601,3 +601,12 @@ async def test_database_unavailable_answers_503_and_writes_nothing(
     assert await inbound_count(pool) == 0
     retried = await send_sms(client, "hello", sid=sid)  # Twilio's retry, once the database is back
     assert retried.text == EMPTY_RESPONSE and await inbound_count(pool) == 1
+
+
+async def test_odd_but_signed_fields_are_stored_not_a_500(
+    app: FastAPI, client: httpx.AsyncClient, setup: SmsSetup, pool: asyncpg.Pool
+) -> None:
+    response = await send_sms(client, "nul\x00byte", NumSegments="99999999999")
+    assert response.text == EMPTY_RESPONSE
+    row = await pool.fetchrow("select body, num_segments from messages")
+    assert (row["body"], row["num_segments"]) == ("nulbyte", None)

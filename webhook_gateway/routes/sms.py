@@ -58,7 +58,12 @@ ReplierDep = Annotated[SmsReplier, Depends(get_replier)]
 
 
 def _positive_int(value: str) -> int | None:
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    # Twilio caps a body at 1,600 characters (at most 24 segments); anything else is noise.
+    return int(value) if value.isdigit() and 0 < int(value) <= 1000 else None
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "")  # Postgres text cannot hold NUL
 
 
 def _inbound(req: TwilioRequest) -> sms.InboundSms:
@@ -67,10 +72,10 @@ def _inbound(req: TwilioRequest) -> sms.InboundSms:
     if not sid or not from_number or not to_number:
         raise HTTPException(status_code=400, detail="MessageSid, From and To are required")
     return sms.InboundSms(
-        message_sid=sid,
-        from_number=from_number,
-        to_number=to_number,
-        body=req.get("Body"),
+        message_sid=_text(sid),
+        from_number=_text(from_number),
+        to_number=_text(to_number),
+        body=_text(req.get("Body")),
         num_segments=_positive_int(req.get("NumSegments")),
         opt_out_type=req.get("OptOutType") or None,
     )
@@ -127,7 +132,7 @@ async def sms_status(req: TwilioRequestDep, request: Request, state: StateDep) -
         raise HTTPException(status_code=400, detail="MessageSid and MessageStatus are required")
     reply = request.query_params.get("reply", "")
     update = sms.DeliveryStatus(
-        message_sid=sid,
+        message_sid=_text(sid),
         status=status,
         num_segments=_positive_int(req.get("NumSegments")),
         error_code=req.get("ErrorCode") or None,
