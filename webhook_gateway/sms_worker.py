@@ -61,6 +61,10 @@ async def run(
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        usage = "usage: python -m webhook_gateway.sms_worker  (gateway with SMS_REPLIES=worker)"
+        print(usage)  # noqa: T201
+        return 0
     settings = Settings()
     try:
         settings.require("twilio_account_sid", "twilio_auth_token")
