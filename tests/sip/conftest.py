@@ -126,8 +126,9 @@ def sip_settings(settings: Settings, sip_livekit: LiveKitServer) -> Settings:
 class Caller:
     """One phone: a SIPp user agent and its RTP endpoint; hung up at the end of the test."""
 
-    def __init__(self, bridge: SipBridge) -> None:
+    def __init__(self, bridge: SipBridge, worker: WorkerProcess) -> None:
         self.bridge = bridge
+        self.worker = worker
         self.calls: list[tuple[SippCall, RtpPeer]] = []
 
     async def dial(
@@ -151,6 +152,18 @@ class Caller:
         await call.start()
         return call, rtp
 
+    def diagnostics(self) -> str:
+        """What each party saw, for a failure message."""
+        parts = []
+        for call, rtp in self.calls:
+            parts.append(
+                f"--- RTP: {rtp.packets_received} packets in, {rtp.packets_sent} out,"
+                f" remote {rtp.remote}\n{call.diagnostics()}"
+            )
+        parts.append("--- livekit-sip\n" + "\n".join(self.bridge.log().splitlines()[-60:]))
+        parts.append("--- worker\n" + self.worker.log_tail(60))
+        return "\n".join(parts)
+
     async def close(self) -> None:
         for call, rtp in self.calls:
             await call.stop()
@@ -159,6 +172,6 @@ class Caller:
 
 @pytest.fixture
 async def phone(sip_bridge: SipBridge, sip_worker: WorkerProcess) -> AsyncIterator[Caller]:
-    caller = Caller(sip_bridge)
+    caller = Caller(sip_bridge, sip_worker)
     yield caller
     await caller.close()
