@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     worker_endpointing_min_delay: float = 0.5  # silence after speech that ends a turn
     worker_endpointing_max_delay: float = 3.0
     worker_stt_detect_language: bool = True  # callers may speak another language
+    worker_preemptive_generation: bool = True  # start the LLM on the transcript, pre-turn-end
+    worker_vad_min_silence: float = 0.55  # Silero: silence that ends a speech segment
     # Playground (non-SIP) sessions without an agent in job/room metadata use this agent.
     worker_playground_agent_id: str | None = None
     # Live calls are touched every heartbeat; a call untouched for stale_seconds is closed
@@ -106,7 +108,8 @@ class Settings(BaseSettings):
     worker_stale_call_seconds: float = 90.0
     worker_sweep_interval_seconds: float = 60.0
     worker_max_call_warning_seconds: float = 30.0  # warn this long before max call length
-    # Jobs run in a process each (isolation) or as threads of one process (memory per call).
+    # Jobs run in a process each (isolation; the tested mode) or as threads of one process
+    # (less memory per call, but in bench runs only the first thread job was ever served).
     worker_job_executor: Literal["process", "thread"] = "process"
     worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
     worker_max_calls: int = 25  # concurrent calls one worker takes before it reports full

@@ -26,9 +26,9 @@ class Providers:
     tts: openai.TTS
 
 
-def load_vad() -> vad.VAD:
+def load_vad(settings: Settings) -> vad.VAD:
     """Silero VAD from the wheel's bundled model (prewarmed once per worker process)."""
-    return silero.VAD.load()
+    return silero.VAD.load(min_silence_duration=settings.worker_vad_min_silence)
 
 
 def stt_language(agent_language: str) -> str:
@@ -81,6 +81,7 @@ def turn_handling(settings: Settings) -> TurnHandlingOptions:
             "resume_false_interruption": settings.worker_resume_false_interruption,
             "false_interruption_timeout": settings.worker_false_interruption_timeout,
         },
+        "preemptive_generation": {"enabled": settings.worker_preemptive_generation},
     }
     handling: TurnHandlingOptions = TurnHandlingOptions(**options)  # type: ignore[typeddict-item]
     return handling

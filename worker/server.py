@@ -57,7 +57,7 @@ def load_settings() -> Settings:
 
 def prewarm(proc: JobProcess) -> None:
     """Load the Silero VAD once per process, before any job needs it."""
-    proc.userdata["vad"] = providers.load_vad()
+    proc.userdata["vad"] = providers.load_vad(load_settings())
 
 
 async def on_request(request: JobRequest) -> None:
@@ -121,7 +121,7 @@ async def _run_session(
     _CALLS[ctx.job.id] = call
     built = providers.build_providers(settings, admitted.agent)
     session: AgentSession[None] = AgentSession(
-        vad=ctx.proc.userdata.get("vad") or providers.load_vad(),
+        vad=ctx.proc.userdata.get("vad") or providers.load_vad(settings),
         stt=built.stt,
         llm=built.llm,
         tts=built.tts,

@@ -9,6 +9,7 @@ latencies and failures, and read what was sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import math
@@ -210,6 +211,7 @@ class OpenAIStandIn:
             self.server.stop()
 
 
+@functools.lru_cache(maxsize=128)  # pure-Python synthesis: do it once per length
 def tone_pcm(seconds: float, sample_rate: int, freq: float = 440.0) -> bytes:
     """16-bit mono PCM of a voiced-like tone (two harmonics), loud enough to be heard."""
     n = int(seconds * sample_rate)

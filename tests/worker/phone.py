@@ -9,7 +9,6 @@ agent's audio is timed and measured, so tests can tell when the agent speaks and
 from __future__ import annotations
 
 import asyncio
-import math
 import shutil
 import struct
 import subprocess
@@ -19,6 +18,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from livekit import api, rtc
 
 SAMPLE_RATE = 48_000
@@ -58,11 +58,8 @@ def resample(pcm: bytes, source_rate: int, rate: int) -> bytes:
 
 
 def rms(frame: bytes) -> float:
-    count = len(frame) // 2
-    if count == 0:
-        return 0.0
-    samples = struct.unpack(f"<{count}h", frame)
-    return math.sqrt(sum(s * s for s in samples) / count)
+    samples = np.frombuffer(frame, dtype=np.int16).astype(np.float64)
+    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
 
 
 def sip_token(
@@ -198,6 +195,19 @@ class Phone:
             if level >= SPEECH_RMS:
                 last_loud = at
         if time.monotonic() - last_loud >= quiet:
+            return last_loud
+        return None
+
+    def agent_stopped_after(self, onset: float, quiet: float = 0.25) -> float | None:
+        """The last loud frame before the agent's first `quiet`-long silence after `onset`."""
+        last_loud: float | None = None
+        for at, level in self.heard:
+            if at < onset or level < SPEECH_RMS:
+                continue
+            if last_loud is not None and at - last_loud >= quiet:
+                return last_loud
+            last_loud = at
+        if last_loud is not None and time.monotonic() - last_loud >= quiet:
             return last_loud
         return None
 

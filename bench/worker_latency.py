@@ -1,0 +1,342 @@
+"""Voice worker bench: turn overhead, barge-in, and concurrent calls per worker.
+
+Real livekit-server, real `python -m worker start`, embedded Postgres, and the OpenAI
+stand-in with fixed latencies (STT, LLM first token, TTS first byte). Callers are SIP-kind
+LiveKit participants speaking espeak-ng audio; every figure is measured on the caller's side.
+
+    .venv/bin/python bench/worker_latency.py [--turns 20] [--barge-ins 15] [--calls 10,25]
+
+Figures:
+  turn overhead = caller's end of speech -> agent's first audio frame, minus the endpointing
+                  delay and the providers' latencies (the ideal critical path, printed), with
+                  preemptive generation off so the path is sequential; p50/p95 (target p95 <
+                  60 ms). The end-to-end time with preemptive generation on is printed beside it.
+  barge-in      = caller's speech onset over a long reply -> the agent's audio stopping,
+                  p50/p95 (target p95 < 300 ms), for the configured interruption threshold.
+  concurrency   = N calls at once on one worker: turn overhead p95 and worker memory (PSS of
+                  the worker's whole process tree) per call (targets: >= 25 calls, < 60 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared import migrate  # noqa: E402
+from shared.devdb import start_embedded  # noqa: E402
+from tests import factories  # noqa: E402
+from tests.livekit_server import LiveKitServer, die_with_parent, free_port  # noqa: E402
+from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
+from tests.worker.conftest import WorkerProcess, start_worker, worker_env  # noqa: E402
+from tests.worker.phone import Phone, espeak_pcm, sip_token  # noqa: E402
+
+NUMBER = "+15557654321"
+AGENT = "wassla-voice-bench"
+STT_S, LLM_TTFT_S, TTS_TTFB_S = 0.10, 0.15, 0.10
+VAD_SILENCE_S, ENDPOINT_S = 0.55, 0.50
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:7.1f} ms"
+
+
+def tree_pss_mb(root_pid: int) -> float:
+    """Proportional set size of a process and all its descendants (shared pages split)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total_kb, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total_kb += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kb / 1024
+
+
+def serve_standin(port_file: str) -> None:
+    """Child-process entry: the stand-in with fixed latencies, away from the callers' GIL."""
+    standin = OpenAIStandIn(stt_delay=STT_S, tts_first_byte_delay=TTS_TTFB_S)
+    standin.default_reply = "We open at nine."
+    standin.default_transcript = "What time do you open tomorrow?"
+    fixed_latency(standin)
+    standin.start()
+    Path(port_file).write_text(standin.base_url)
+    while True:
+        time.sleep(3600)
+
+
+def fixed_latency(standin: OpenAIStandIn) -> None:
+    original = standin._next_chat
+
+    def next_chat() -> ChatScript:
+        script = original()
+        script.first_token_delay = LLM_TTFT_S
+        return script
+
+    standin._next_chat = next_chat  # type: ignore[method-assign]
+
+
+def start_standin_process() -> tuple[subprocess.Popen[bytes], str]:
+    port_file = Path(tempfile.mkstemp(prefix="standin-")[1])
+    port_file.write_text("")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-standin", str(port_file)],
+        preexec_fn=die_with_parent,
+    )
+    deadline = time.monotonic() + 30
+    while not port_file.read_text():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("stand-in process did not start")
+        time.sleep(0.05)
+    return process, port_file.read_text()
+
+
+@dataclass
+class Bench:
+    livekit: LiveKitServer
+    standin: OpenAIStandIn  # in-process: scripted replies (barge-in)
+    remote_standin_url: str  # child process: fixed short replies (turns, concurrency)
+    dsn: str
+    data_dir: Path
+
+    def worker(self, *, remote: bool = True, **extra: str) -> WorkerProcess:
+        port = free_port()
+        env = worker_env(
+            livekit=self.livekit,
+            openai_base_url=self.remote_standin_url if remote else self.standin.base_url,
+            pg_dsn=self.dsn,
+            data_dir=self.data_dir,
+            s3_endpoint="http://127.0.0.1:9",
+            health_port=port,
+            extra={
+                "WORKER_AGENT_NAME": AGENT,
+                "RECORDINGS_BACKEND": "local",
+                "WORKER_ENDPOINTING_MIN_DELAY": str(ENDPOINT_S),
+                "WORKER_VAD_MIN_SILENCE": str(VAD_SILENCE_S),
+                "WORKER_MAX_CALLS": "60",
+                "WORKER_NUM_IDLE_PROCESSES": "3",
+                "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "0",
+                **extra,
+            },
+        )
+        return start_worker(env, port, new_session=True)
+
+    async def dial(self) -> Phone:
+        room = f"bench-{uuid.uuid4().hex[:10]}"
+        token = sip_token(
+            api_key=self.livekit.api_key,
+            api_secret=self.livekit.api_secret,
+            room=room,
+            identity=f"sip_{uuid.uuid4().hex[:6]}",
+            caller_number="+15550001111",
+            called_number=NUMBER,
+            call_sid="CA" + uuid.uuid4().hex,
+            agent_name=AGENT,
+        )
+        phone = Phone(url=self.livekit.url, token=token)
+        await phone.dial()
+        greeted = await phone.wait_agent_speaking(after=0.0, within=60)
+        await phone.wait_agent_quiet(after=greeted, quiet=0.4, within=30)
+        return phone
+
+
+async def one_turn(phone: Phone, utterance: bytes) -> float:
+    """Seconds from the caller's end of speech to the agent's first audible frame."""
+    phone.say(utterance)
+    ended = await phone.finish_saying(within=30)
+    first = await phone.wait_agent_speaking(after=ended, within=30)
+    await phone.wait_agent_quiet(after=first, quiet=0.4, within=30)
+    return first - ended
+
+
+async def turn_overhead(
+    bench: Bench, turns: int, utterance: bytes, preemptive: bool
+) -> list[float]:
+    worker = bench.worker(WORKER_PREEMPTIVE_GENERATION=str(preemptive).lower())
+    try:
+        phone = await bench.dial()
+        samples = [await one_turn(phone, utterance) for _ in range(turns)]
+        await phone.hang_up()
+        return samples
+    finally:
+        worker.stop()
+
+
+async def barge_in(
+    bench: Bench, count: int, utterance: bytes, interrupt: bytes, min_duration: float
+) -> list[float]:
+    worker = bench.worker(remote=False, WORKER_INTERRUPTION_MIN_DURATION=str(min_duration))
+    long_reply = " ".join(["Our store is open every day from nine to five."] * 10)
+    try:
+        phone = await bench.dial()
+        samples = []
+        for _ in range(count):
+            bench.standin.script_chat(long_reply, "Sure.")
+            phone.say(utterance)
+            ended = await phone.finish_saying()
+            speaking = await phone.wait_agent_speaking(after=ended, within=30)
+            await asyncio.sleep(1.0)
+            onset = phone.say(interrupt)
+            await phone.finish_saying()
+            deadline = time.monotonic() + 20
+            stopped = None
+            while stopped is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                stopped = phone.agent_stopped_after(onset)
+            if stopped is None:
+                raise RuntimeError("the agent never stopped")
+            samples.append(max(0.0, stopped - onset))
+            assert speaking < onset
+            reply_at = await phone.wait_agent_speaking(after=stopped + 0.25, within=30)
+            await phone.wait_agent_quiet(after=reply_at, quiet=0.4, within=30)
+        await phone.hang_up()
+        return samples
+    finally:
+        worker.stop()
+
+
+async def concurrency(
+    bench: Bench, n: int, utterance: bytes, turns: int, executor: str
+) -> tuple[list[float], float, float]:
+    worker = bench.worker(
+        WORKER_PREEMPTIVE_GENERATION="false",
+        WORKER_JOB_EXECUTOR=executor,
+        WORKER_NUM_IDLE_PROCESSES="3" if executor == "process" else "1",
+    )
+    try:
+        await asyncio.sleep(2.0)
+        idle_mb = tree_pss_mb(worker.process.pid)
+        phones = await asyncio.gather(*(bench.dial() for _ in range(n)))
+        busy_mb = tree_pss_mb(worker.process.pid)
+        samples: list[float] = []
+
+        async def talk(phone: Phone, delay: float) -> None:
+            await asyncio.sleep(delay)
+            for _ in range(turns):
+                samples.append(await one_turn(phone, utterance))
+
+        # Staggered so turns overlap the way independent callers' do.
+        await asyncio.gather(*(talk(p, i * 0.37 % 2.0) for i, p in enumerate(phones)))
+        for phone in phones:
+            await phone.hang_up()
+        return samples, idle_mb, busy_mb
+    finally:
+        worker.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--barge-ins", type=int, default=15)
+    parser.add_argument("--calls", default="10,25")
+    parser.add_argument("--concurrent-turns", type=int, default=3)
+    parser.add_argument("--executors", default="process")  # "thread": see the report
+    parser.add_argument("--interrupt-min-durations", default="0.5,0.1")
+    parser.add_argument("--serve-standin", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_standin:
+        serve_standin(args.serve_standin)
+        return
+
+    data_dir = Path(tempfile.mkdtemp(prefix="wassla-bench-"))
+    os.chmod(data_dir, 0o755)  # Postgres runs as its own user
+    dsn = await asyncio.to_thread(start_embedded, data_dir)
+    conn = await asyncpg.connect(dsn)
+    await migrate.apply(conn)
+    ws = await factories.workspace(conn, credits_minor=10_000_000)
+    agent = await factories.agent(conn, ws.id, greeting="Hello.", modality="voice")
+    await factories.channel(conn, ws.id, kind="voice", number=NUMBER, agent_id=agent.id)
+    await conn.close()
+
+    standin = OpenAIStandIn(stt_delay=STT_S, tts_first_byte_delay=TTS_TTFB_S)
+    standin.default_transcript = "What time do you open tomorrow?"
+    fixed_latency(standin)
+    standin.start()
+    remote, remote_url = start_standin_process()
+    livekit = LiveKitServer.start()
+    bench = Bench(
+        livekit=livekit,
+        standin=standin,
+        remote_standin_url=remote_url,
+        dsn=dsn,
+        data_dir=data_dir,
+    )
+    utterance = espeak_pcm("What time do you open tomorrow?")
+    interrupt = espeak_pcm("Wait, wait, stop please, I have a question.")
+    critical = max(VAD_SILENCE_S + STT_S, ENDPOINT_S) + LLM_TTFT_S + TTS_TTFB_S
+    try:
+        print(f"stand-in latencies: STT {ms(STT_S)}, LLM TTFT {ms(LLM_TTFT_S)},"
+              f" TTS TTFB {ms(TTS_TTFB_S)}; VAD silence {ms(VAD_SILENCE_S)},"
+              f" endpointing {ms(ENDPOINT_S)}")  # fmt: skip
+        print(f"ideal critical path (baseline) = max(VAD silence + STT, endpointing)"
+              f" + LLM TTFT + TTS TTFB = {ms(critical)}")  # fmt: skip
+
+        e2e = await turn_overhead(bench, args.turns, utterance, preemptive=False)
+        over = [s - critical for s in e2e]
+        print(f"\n(1) turn overhead, {len(e2e)} turns, preemptive generation off:")
+        print(f"    end-to-end p50 {ms(pct(e2e, 50))}  p95 {ms(pct(e2e, 95))}"
+              f"  (ratio to baseline p50 {pct(e2e, 50) / critical:.2f}x)")  # fmt: skip
+        print(f"    overhead   p50 {ms(pct(over, 50))}  p95 {ms(pct(over, 95))}"
+              f"  target p95 < 60 ms: {'met' if pct(over, 95) < 0.060 else 'MISSED'}")  # fmt: skip
+        pre = await turn_overhead(bench, max(5, args.turns // 2), utterance, preemptive=True)
+        print(f"    with preemptive generation on (production default): end-to-end"
+              f" p50 {ms(pct(pre, 50))}  p95 {ms(pct(pre, 95))}")  # fmt: skip
+
+        for min_duration in (float(x) for x in args.interrupt_min_durations.split(",")):
+            barges = await barge_in(bench, args.barge_ins, utterance, interrupt, min_duration)
+            print(f"\n(2) barge-in, {len(barges)} interruptions,"
+                  f" WORKER_INTERRUPTION_MIN_DURATION={min_duration}:")  # fmt: skip
+            print(f"    onset -> agent audio stops p50 {ms(pct(barges, 50))}"
+                  f"  p95 {ms(pct(barges, 95))}  target p95 < 300 ms:"
+                  f" {'met' if pct(barges, 95) < 0.300 else 'MISSED'}")  # fmt: skip
+
+        print("\n(3) concurrent calls on one worker (this box: 2 cores shared with"
+              " livekit-server, Postgres, the stand-in and the callers):")  # fmt: skip
+        for executor in args.executors.split(","):
+            for n in (int(x) for x in args.calls.split(",")):
+                samples, idle_mb, busy_mb = await concurrency(
+                    bench, n, utterance, args.concurrent_turns, executor
+                )
+                over = [x - critical for x in samples]
+                per_call = (busy_mb - idle_mb) / n
+                print(f"    {executor:7s} {n:3d} calls: overhead p50 {ms(pct(over, 50))}"
+                      f" p95 {ms(pct(over, 95))}; worker PSS idle {idle_mb:.0f} MB,"
+                      f" with calls {busy_mb:.0f} MB -> {per_call:.1f} MB/call")  # fmt: skip
+    finally:
+        livekit.stop()
+        standin.stop()
+        remote.terminate()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
