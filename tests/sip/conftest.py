@@ -8,6 +8,7 @@ Postgres, moto's S3 and the OpenAI-compatible stand-in. Callers are SIPp process
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -130,6 +131,7 @@ class Caller:
         self.bridge = bridge
         self.worker = worker
         self.calls: list[tuple[SippCall, RtpPeer]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def dial(
         self,
@@ -150,7 +152,19 @@ class Caller:
         )
         self.calls.append((call, rtp))
         await call.start()
+        self._tasks.add(asyncio.create_task(self._follow_answer(call, rtp)))
         return call, rtp
+
+    @staticmethod
+    async def _follow_answer(call: SippCall, rtp: RtpPeer) -> None:
+        """Send RTP to the bridge's SDP answer from the moment the call is answered."""
+        # As a phone does: the bridge drops a call that stays silent past its media timeout.
+        while rtp.remote is None and call.running:
+            media = call.answered_media()
+            if media is not None:
+                rtp.remote = rtp.remote or media
+                return
+            await asyncio.sleep(0.05)
 
     def diagnostics(self) -> str:
         """What each party saw, for a failure message."""
@@ -165,6 +179,9 @@ class Caller:
         return "\n".join(parts)
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for call, rtp in self.calls:
             await call.stop()
             await rtp.close()

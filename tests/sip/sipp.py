@@ -98,6 +98,17 @@ class SippCall:
     def sent(self, method_or_status: str) -> list[str]:
         return [m for d, m in self.wire() if d == "sent" and m.startswith(method_or_status)]
 
+    def answered_media(self) -> tuple[str, int] | None:
+        """Where the bridge wants our RTP (its SDP answer in the 200 OK), once answered."""
+        for message in self.received("SIP/2.0 200"):
+            if "INVITE" not in message.split("CSeq:", 1)[-1].split("\n", 1)[0]:
+                continue
+            host = re.search(r"^c=IN IP4 (\S+)", message, flags=re.MULTILINE)
+            port = re.search(r"^m=audio (\d+)", message, flags=re.MULTILINE)
+            if host and port:
+                return host.group(1), int(port.group(1))
+        return None
+
     async def press_hang_up(self) -> None:
         """Send SIPp the INFO its scenario waits for before it sends BYE."""
         message = (
