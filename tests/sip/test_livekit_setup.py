@@ -62,6 +62,7 @@ async def test_livekit_setup_creates_trunk_and_rule_for_voice_numbers_then_updat
     name = f"wassla-setup-{uuid.uuid4().hex[:8]}"
     env = {
         **livekit_env(sip_livekit),
+        "LIVEKIT_SIP_ALLOWED_ADDRESSES": "127.0.0.0/8, 10.20.0.0/16",
         "LIVEKIT_SIP_TRUNK_NAME": name,
         "LIVEKIT_SIP_DISPATCH_RULE_NAME": name,
         "LIVEKIT_SIP_AUTH_USERNAME": "twilio",
@@ -87,7 +88,7 @@ async def test_livekit_setup_creates_trunk_and_rule_for_voice_numbers_then_updat
         trunk = trunks[0]
         assert list(trunk.numbers) == ["+15551230001"]
         assert dict(trunk.headers_to_attributes) == {"X-Wassla-Call-Sid": "wassla.call_sid"}
-        assert list(trunk.allowed_addresses) == ["127.0.0.0/8"]
+        assert list(trunk.allowed_addresses) == ["127.0.0.0/8", "10.20.0.0/16"]
         assert trunk.auth_username == "twilio"
         assert [r.sip_dispatch_rule_id for r in rules] == [created["dispatch_rule_id"]]
         rule = rules[0]
