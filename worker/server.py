@@ -92,6 +92,11 @@ async def entrypoint(ctx: JobContext) -> None:
                     ctx.job.metadata, ctx.room.metadata, settings.worker_playground_agent_id
                 )
                 admission = await admit_playground(conn, agent_id)
+    except UNAVAILABLE_ERRORS:
+        await pool.close()
+        logger.exception("worker.db_unavailable", extra=log)
+        await _refuse(ctx, "db_unavailable")  # the caller hears why, never dead air
+        return
     except BaseException:
         await pool.close()
         raise
