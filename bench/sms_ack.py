@@ -352,6 +352,14 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         standins.stdin.flush()
         sent = json.loads(standins.stdout.readline())
         to_rest = await send_latencies(dsn, sent, gw_open["sent_at"])
+        # The same at a rate the reply pipeline sustains on this machine, so the figure is
+        # the path's latency rather than the backlog's age.
+        calm = await open_loop(gw_url, args.reply_rate, secs, "R")
+        await wait_replies_done(dsn)
+        standins.stdin.write("dump\n")
+        standins.stdin.flush()
+        sent = json.loads(standins.stdout.readline())
+        to_rest_calm = await send_latencies(dsn, sent, calm["sent_at"])
 
         bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
         gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
@@ -362,10 +370,18 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                 f"  {name:<20} ack p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
                 f"  ({r['n']} ok, {r['errors']} errors, {r['rps']:.0f} req/s achieved)"
             )
+        for label, values in (
+            (f"{rate:.0f}/s", to_rest),
+            (f"{args.reply_rate:.0f}/s", to_rest_calm),
+        ):
+            print(
+                f"inbound -> Twilio REST send at {label} (model stand-in, zero delay):"
+                f" {len(values)} replies  p50 {_pct(values, 50):.1f} ms"
+                f"  p95 {_pct(values, 95):.1f} ms  p99 {_pct(values, 99):.1f} ms"
+            )
         print(
-            f"inbound -> Twilio REST send (model stand-in, zero delay): {len(to_rest)} replies"
-            f"  p50 {_pct(to_rest, 50):.1f} ms  p95 {_pct(to_rest, 95):.1f} ms"
-            f"  p99 {_pct(to_rest, 99):.1f} ms"
+            f"  gateway ack at {args.reply_rate:.0f}/s: p50 {calm['p50']:.2f} ms"
+            f"  p99 {calm['p99']:.2f} ms"
         )
         print(f"closed loop, {args.concurrency} concurrent, {args.closed_seconds:.0f} s each:")
         print(f"  bare TwiML          {bare_max:7.0f} req/s")
@@ -398,6 +414,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--reply-rate", type=float, default=50.0)
     parser.add_argument("--closed-seconds", type=float, default=5.0)
     parser.add_argument(
         "--replies",

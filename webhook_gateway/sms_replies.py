@@ -61,7 +61,7 @@ class SmsReplier:
         sweep_interval_seconds: float = 30.0,
         retry_delays: tuple[float, ...] = (1.0, 4.0),
         max_reply_age_seconds: float = 3600.0,
-        max_concurrent_replies: int = 8,
+        max_concurrent_replies: int = 16,
     ) -> None:
         self.state = state
         settings = state.settings
@@ -74,8 +74,9 @@ class SmsReplier:
         self.retry_delays = retry_delays
         self.max_reply_age_seconds = max_reply_age_seconds
         self._sweeper: asyncio.Task[None] | None = None
-        # Replies wait their turn so acknowledgements keep the event loop and the pool's
-        # connections under a burst; the backlog is safe in the outbox meanwhile.
+        # Replies wait their turn so acknowledgements keep the event loop under a burst; the
+        # backlog is safe in the outbox meanwhile. Each reply mostly waits on the model, so
+        # this also caps one process's reply rate (about slots / model seconds).
         self.max_concurrent_replies = max_concurrent_replies
         self._slots = asyncio.Semaphore(max_concurrent_replies)
         self._in_flight = 0

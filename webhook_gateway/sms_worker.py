@@ -24,6 +24,8 @@ from webhook_gateway.twilio_rest import TwilioRest
 
 logger = logging.getLogger("webhook_gateway.sms_worker")
 
+WORKER_CONCURRENT_REPLIES = 64
+
 
 async def run(
     settings: Settings,
@@ -41,7 +43,9 @@ async def run(
         chat=TextChat(settings),
         twilio=TwilioRest(settings),
     )
-    replier = SmsReplier(state)
+    # Replies mostly wait on the model; a worker's loop serves nothing else, so it may hold
+    # many more at once than a gateway's (which must keep acknowledging Twilio).
+    replier = SmsReplier(state, max_concurrent_replies=WORKER_CONCURRENT_REPLIES)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for sig in signals:
