@@ -33,17 +33,23 @@ _GRAPHEME = regex.compile(r"\X")
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 def fit_body(text: str, limit: int = MAX_BODY_CHARS) -> str:
-    """Cut a reply to Twilio's limit without splitting an emoji or a letter from its marks."""
-    if len(text) <= limit:
+    """Cut a reply to Twilio's limit without splitting an emoji or a letter from its marks.
+
+    Counted in UTF-16 code units (an emoji is two), the stricter reading of the limit."""
+    if _units(text) <= limit:
         return text
     kept: list[str] = []
     size = 0
     for grapheme in _GRAPHEME.findall(text):
-        if size + len(grapheme) > limit - 1:
+        if size + _units(grapheme) > limit - 1:
             break
         kept.append(grapheme)
-        size += len(grapheme)
+        size += _units(grapheme)
     return "".join(kept).rstrip() + "…"
 
 

@@ -398,13 +398,15 @@ async def test_overlong_model_reply_is_cut_to_twilios_limit(
     openai_standin: OpenAIStandIn,
     twilio_standin: TwilioStandIn,
 ) -> None:
-    openai_standin.script_chat("🌟" * 1000)  # 2,000 UTF-16 units... and 1,000 graphemes
+    openai_standin.script_chat("🌟" * 1000)  # 1,000 characters, 2,000 UTF-16 units
     openai_standin.script_chat("word " * 400)
     await send_sms(client, "one")
     await send_sms(client, "two")
     await settle(app)
     assert len(twilio_standin.messages) == 2  # Twilio refuses bodies over 1,600 characters
-    assert all(len(m["body"]) <= 1600 for m in twilio_standin.messages)
+    bodies = [m["body"] for m in twilio_standin.messages]
+    assert all(len(b.encode("utf-16-le")) // 2 <= 1600 for b in bodies)
+    assert "🌟" * 799 + "…" in bodies  # cut between emoji, never inside one
 
 
 @pytest.mark.parametrize(
