@@ -60,6 +60,7 @@ class NoReply(StrEnum):
     OPTED_OUT = "opted_out"
     SENDER_NOT_REPLYABLE = "sender_not_replyable"  # short code or alphanumeric sender
     CONTACT_REGION_NOT_ENABLED = "contact_region_not_enabled"
+    NUMBER_REGION_NOT_ENABLED = "number_region_not_enabled"  # our number's country: refused
     NO_AGENT = "no_agent"
     SENDING_NOT_CONFIGURED = "sending_not_configured"
     PLAN_EXCLUDES_CHANNEL = "plan_excludes_channel"
@@ -104,7 +105,11 @@ async def receive(
     if target is None:
         return Received(Outcome.UNKNOWN_NUMBER)
     if not target.region_allowed:
-        return Received(Outcome.REGION_REFUSED, workspace_id=target.workspace.id)
+        return Received(
+            Outcome.REGION_REFUSED,
+            NoReply.NUMBER_REGION_NOT_ENABLED,
+            workspace_id=target.workspace.id,
+        )
     channel = target.channel
     contact = replyable_contact(sms.from_number)
     contact_number = contact or sms.from_number.strip()

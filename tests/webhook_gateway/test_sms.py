@@ -307,6 +307,7 @@ async def test_number_in_a_region_not_enabled_is_refused_with_the_reason_logged(
     assert await inbound_count(pool) == 0 and openai_standin.chat_requests == []
     [record] = [r for r in caplog.records if r.msg == "sms.refused_region_not_enabled"]
     assert record.levelno == logging.WARNING and record.outcome == "region_refused"
+    assert record.reason == "number_region_not_enabled"
 
 
 async def test_contact_in_a_region_not_enabled_is_stored_but_not_texted(
