@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.livekit_server import free_port
+from tests.sip.servers import free_udp_range
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -56,6 +57,9 @@ class SippCall:
             "sipp", f"127.0.0.1:{self.sip_port}",
             "-sf", str(SCENARIOS / self.scenario),
             "-i", "127.0.0.1", "-p", str(self.local_port),
+            # SIPp also binds its own (unused here) media ports and a control port; left to
+            # their defaults (6000, 8888) parallel test runs would collide.
+            "-mp", str(free_udp_range(4)[0]), "-cp", str(free_port(socket.SOCK_DGRAM)),
             "-m", "1", "-l", "1", "-nostdin", "-t", "u1",
             "-cid_str", self.call_id,
             "-trace_msg", "-message_file", str(self.trace_path),
