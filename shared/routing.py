@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared import channels, workspaces
 from shared.e164 import normalize_e164, region_allowed
 from shared.errors import InvalidPhoneNumber
 from shared.models import Agent, Channel, ChannelKind, Plan, Workspace
@@ -36,11 +35,48 @@ async def resolve_inbound(
         e164 = normalize_e164(to_number)
     except InvalidPhoneNumber:
         return None
-    channel = await channels.find_active_channel(conn, kind, e164)
-    if channel is None:
+    # One round trip: every webhook starts here.
+    row = await conn.fetchrow(
+        """
+        select c.id, c.workspace_id, c.kind, c.phone_number, c.active, c.created_at,
+               c.updated_at,
+               w.name as w_name, w.plan as w_plan, w.billing_mode as w_billing_mode,
+               w.credit_balance_minor as w_credit_balance_minor,
+               w.enabled_calling_codes as w_enabled_calling_codes, w.created_at as w_created_at,
+               p.name as p_name, p.includes_sms as p_includes_sms,
+               p.includes_voice as p_includes_voice,
+               p.sms_segment_price_minor as p_sms_segment_price_minor,
+               p.voice_minute_price_minor as p_voice_minute_price_minor,
+               p.currency as p_currency
+        from channels c
+        join workspaces w on w.id = c.workspace_id
+        join plans p on p.code = w.plan
+        where c.kind = $1 and c.phone_number = $2 and c.active
+        """,
+        kind.value,
+        e164,
+    )
+    if row is None:
         return None
-    workspace = await workspaces.get_workspace(conn, channel.workspace_id)
-    plan = await workspaces.get_plan(conn, workspace.plan)
+    channel = Channel.from_row(row)
+    workspace = Workspace(
+        id=row["workspace_id"],
+        name=row["w_name"],
+        plan=row["w_plan"],
+        billing_mode=row["w_billing_mode"],
+        credit_balance_minor=row["w_credit_balance_minor"],
+        enabled_calling_codes=row["w_enabled_calling_codes"],
+        created_at=row["w_created_at"],
+    )
+    plan = Plan(
+        code=row["w_plan"],
+        name=row["p_name"],
+        includes_sms=row["p_includes_sms"],
+        includes_voice=row["p_includes_voice"],
+        sms_segment_price_minor=row["p_sms_segment_price_minor"],
+        voice_minute_price_minor=row["p_voice_minute_price_minor"],
+        currency=row["p_currency"],
+    )
     allowed = region_allowed(channel.phone_number, workspace.enabled_calling_codes)
     return InboundTarget(channel=channel, workspace=workspace, plan=plan, region_allowed=allowed)
 
@@ -51,22 +87,18 @@ async def route_agent(conn: Connection, channel: Channel, *, voice: bool) -> Age
     Voice routes only to agents whose modality includes voice; SMS only to text-capable ones.
     """
     modalities = _VOICE_MODALITIES if voice else _TEXT_MODALITIES
+    # The binding is only a preference in the ordering: an inactive or unfit bound agent
+    # simply loses to the oldest fit one. The bound agent is always of the same workspace.
     row = await conn.fetchrow(
         f"""
-        select {_AGENT_COLUMNS} from agent_channels ac join agents a on a.id = ac.agent_id
-        where ac.channel_id = $1 and a.active and a.modality = any($2::text[])
+        select {_AGENT_COLUMNS} from agents a
+        left join agent_channels ac on ac.agent_id = a.id and ac.channel_id = $1
+        where a.workspace_id = $2 and a.active and a.modality = any($3::text[])
+        order by (ac.channel_id is not null) desc, a.created_at, a.id
+        limit 1
         """,
         channel.id,
+        channel.workspace_id,
         modalities,
     )
-    if row is None:
-        row = await conn.fetchrow(
-            f"""
-            select {_AGENT_COLUMNS} from agents a
-            where a.workspace_id = $1 and a.active and a.modality = any($2::text[])
-            order by a.created_at, a.id limit 1
-            """,
-            channel.workspace_id,
-            modalities,
-        )
     return Agent.from_row(row) if row else None
