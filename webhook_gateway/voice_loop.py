@@ -164,7 +164,12 @@ class VoiceLoop:
         if sip_uri:
             logger.info("voice.dial_livekit", extra=log)
             uri = tw.livekit_sip_uri(sip_uri, target.channel.phone_number, incoming.call_sid)
-            return tw.dial_livekit(uri, action=self.links.dial_status)
+            return tw.dial_livekit(
+                uri,
+                action=self.links.dial_status,
+                username=self.settings.livekit_sip_auth_username,
+                password=self.settings.livekit_sip_auth_password,
+            )
         logger.info("voice.answered", extra=log)
         return await self._greet(conn, call, agent, locale)
 

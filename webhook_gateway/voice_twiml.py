@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from shared.livekit_sip import CALL_SID_HEADER
 from shared.settings import Settings
 from webhook_gateway.voice_languages import VoiceLocale
 
-CALL_SID_HEADER = "X-Wassla-Call-Sid"
 # <Dial action> outcomes that mean the SIP leg really carried the call.
 SIP_LEG_ANSWERED = frozenset({"completed", "answered"})
 
@@ -166,11 +166,19 @@ def livekit_sip_uri(sip_uri: str, called_number: str, call_sid: str) -> str:
     return f"{scheme}:{called_number}@{host_part}?" + "&".join(header_list)
 
 
-def dial_livekit(sip_uri: str, *, action: str) -> VoiceResponse:
-    """Bridge the caller into LiveKit; `action` hears how the SIP leg ended."""
+def dial_livekit(
+    sip_uri: str, *, action: str, username: str | None = None, password: str | None = None
+) -> VoiceResponse:
+    """Bridge the caller into LiveKit; `action` hears how the SIP leg ended.
+
+    With credentials, Twilio answers the trunk's digest challenge with them.
+    """
     response = VoiceResponse()
     dial = Dial(action=action, method="POST", answer_on_bridge=True)
-    dial.sip(sip_uri)
+    if username and password:
+        dial.sip(sip_uri, username=username, password=password)
+    else:
+        dial.sip(sip_uri)
     response.append(dial)
     return response
 

@@ -180,6 +180,26 @@ class TestLiveKitHandOff:
         done = await call.post(f"{VOICE_URL}/dial-status", DialCallStatus="completed")
         assert verbs(done) == ["Hangup"]
 
+    async def test_sip_leg_answers_the_trunks_digest_challenge_when_credentials_are_set(
+        self, settings: Settings, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
+    ) -> None:
+        from webhook_gateway.app import create_app
+
+        with_auth = settings.model_copy(
+            update={"livekit_sip_auth_username": "twilio", "livekit_sip_auth_password": "s3cret"}
+        )
+        app = create_app(with_auth)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=with_auth.public_base_url
+            ) as c:
+                await _setup(pool)
+                doc = await TwilioCall(c).dial_in()
+        sip = doc.find("Dial/Sip")
+        assert sip is not None
+        assert sip.attrib == {"username": "twilio", "password": "s3cret"}
+
     @pytest.mark.parametrize("dial_status", ["failed", "busy", "no-answer"])
     async def test_failed_sip_leg_falls_back_to_the_twiml_loop(
         self,
