@@ -613,3 +613,20 @@ async def test_odd_but_signed_fields_are_stored_not_a_500(
     assert response.text == EMPTY_RESPONSE
     row = await pool.fetchrow("select body, num_segments from messages")
     assert (row["body"], row["num_segments"]) == ("nulbyte", None)
+
+
+async def test_stop_arriving_while_the_reply_is_being_written_cancels_it(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    setup: SmsSetup,
+    pool: asyncpg.Pool,
+    openai_standin: OpenAIStandIn,
+    twilio_standin: TwilioStandIn,
+) -> None:
+    openai_standin.script_chat(ChatScript("Sure, here is more!", first_token_delay=0.5))
+    await send_sms(client, "Tell me more")
+    await send_sms(client, "STOP")  # while the model is still writing
+    await settle(app)
+    assert twilio_standin.messages == []
+    [reply] = await replies(pool)
+    assert (reply["status"], reply["error"]) == ("skipped", "opted_out")
