@@ -236,19 +236,40 @@ async def concurrency(
     try:
         await asyncio.sleep(2.0)
         idle_mb = tree_pss_mb(worker.process.pid)
-        phones = await asyncio.gather(*(bench.dial() for _ in range(n)))
+
+        # Calls arrive spread out (a burst of N needs N fresh job processes at once).
+        async def dial_at(delay: float) -> Phone | None:
+            await asyncio.sleep(delay)
+            try:
+                return await bench.dial()
+            except TimeoutError:
+                return None
+
+        dialled = await asyncio.gather(*(dial_at(i * 0.5) for i in range(n)))
+        phones = [p for p in dialled if p is not None]
+        if len(phones) < n:
+            print(f"    !! {n - len(phones)} of {n} calls were never greeted")
         busy_mb = tree_pss_mb(worker.process.pid)
         samples: list[float] = []
 
+        unanswered = 0
+
         async def talk(phone: Phone, delay: float) -> None:
+            nonlocal unanswered
             await asyncio.sleep(delay)
             for _ in range(turns):
-                samples.append(await one_turn(phone, utterance))
+                try:
+                    samples.append(await one_turn(phone, utterance))
+                except TimeoutError:
+                    unanswered += 1
+                    return
 
         # Staggered so turns overlap the way independent callers' do.
         await asyncio.gather(*(talk(p, i * 0.37 % 2.0) for i, p in enumerate(phones)))
         for phone in phones:
             await phone.hang_up()
+        if unanswered:
+            print(f"    !! {unanswered} of {len(phones)} calls had a turn never answered (30 s)")
         return samples, idle_mb, busy_mb
     finally:
         worker.stop()
@@ -327,8 +348,8 @@ async def main() -> None:
                 samples, idle_mb, busy_mb = await concurrency(
                     bench, n, utterance, args.concurrent_turns, executor
                 )
-                over = [x - critical for x in samples]
-                per_call = (busy_mb - idle_mb) / n
+                over = [x - critical for x in samples] or [float("nan")]
+                per_call = (busy_mb - idle_mb) / n  # n dialled; see the "never greeted" line
                 print(f"    {executor:7s} {n:3d} calls: overhead p50 {ms(pct(over, 50))}"
                       f" p95 {ms(pct(over, 95))}; worker PSS idle {idle_mb:.0f} MB,"
                       f" with calls {busy_mb:.0f} MB -> {per_call:.1f} MB/call")  # fmt: skip
