@@ -281,7 +281,7 @@ async def main() -> None:
     parser.add_argument("--barge-ins", type=int, default=15)
     parser.add_argument("--calls", default="10,25")
     parser.add_argument("--concurrent-turns", type=int, default=3)
-    parser.add_argument("--executors", default="process")  # "thread": see the report
+    parser.add_argument("--executors", default="process,thread")
     parser.add_argument("--interrupt-min-durations", default="0.5,0.1")
     parser.add_argument("--serve-standin", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     worker_stale_call_seconds: float = 90.0
     worker_sweep_interval_seconds: float = 60.0
     worker_max_call_warning_seconds: float = 30.0  # warn this long before max call length
-    # Jobs run in a process each (isolation; the tested mode) or as threads of one process
-    # (less memory per call, but in bench runs only the first thread job was ever served).
+    # Jobs run in a process each (isolation; the tested mode, ~80 MB PSS a call) or as threads
+    # of one process (~20-27 MB a call in the bench, but every call shares one GIL).
     worker_job_executor: Literal["process", "thread"] = "process"
     worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
     worker_max_calls: int = 25  # concurrent calls one worker takes before it reports full
