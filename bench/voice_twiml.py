@@ -37,6 +37,8 @@ from twilio.request_validator import RequestValidator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import loadgen  # noqa: E402  (bench/loadgen.py, beside this script)
+
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded  # noqa: E402
 from shared.models import BillingMode  # noqa: E402
@@ -46,6 +48,7 @@ from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
 TOKEN = "bench-twilio-auth-token"
 ACCOUNT = "AC" + "b" * 32
 PUBLIC = "https://gateway.bench.test"
+HOST = "gateway.bench.test"
 NUMBER = "+15551234567"
 
 _SERVE = """
@@ -118,36 +121,15 @@ def call_params(call_sid: str, **extra: str) -> dict[str, str]:
             "CallStatus": "ringing", "Direction": "inbound", **extra}  # fmt: skip
 
 
-async def open_loop(
-    client: httpx.AsyncClient, rate: float, seconds: float, make: str
-) -> tuple[list[float], int]:
-    """Send at a fixed schedule whatever the responses do; latency from the scheduled time."""
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(scheduled: float) -> None:
-        nonlocal errors
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        try:
-            if make == "voice":
-                params = call_params("CA" + uuid.uuid4().hex)
-                path, headers = signed("/twilio-voice", params)
-                response = await client.post(path, data=params, headers=headers)
-                ok = response.status_code == 200 and b"<Gather" in response.content
-            else:
-                response = await client.get("/healthz")
-                ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if ok:
-            latencies.append(time.perf_counter() - scheduled)
-        else:
-            errors += 1
-
-    start = time.perf_counter() + 0.2
-    count = int(rate * seconds)
-    await asyncio.gather(*(one(start + i / rate) for i in range(count)))
-    return latencies, errors
+def first_twiml_requests(count: int) -> list[bytes]:
+    """Signed `/twilio-voice` requests, each a new call, built before the clock starts."""
+    validator = RequestValidator(TOKEN)
+    out = []
+    for _ in range(count):
+        params = call_params("CA" + uuid.uuid4().hex)
+        signature = validator.compute_signature(PUBLIC + "/twilio-voice", params)
+        out.append(loadgen.raw_form_post("/twilio-voice", params, signature=signature, host=HOST))
+    return out
 
 
 async def turns(
@@ -236,17 +218,26 @@ async def main() -> None:
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
             await wait_ready(client)
-            await open_loop(client, 50, 1, "voice")  # warm-up: pool connections, caches
+            port = int(url.rsplit(":", 1)[1])
+            raw = loadgen.RawClient(port)
+            count = int(args.rate * args.seconds)
+            await loadgen.open_loop(raw, first_twiml_requests(50), 50)  # warm-up
+            health = [loadgen.raw_get("/healthz", host=HOST)] * count
+            voice_requests = first_twiml_requests(count)
 
             print(f"== first TwiML: open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s")
-            base, base_err = await open_loop(client, args.rate, args.seconds, "health")
-            voice, voice_err = await open_loop(client, args.rate, args.seconds, "voice")
-            for name, lat, err in (("GET /healthz (baseline)", base, base_err),
-                                   ("signed POST /twilio-voice", voice, voice_err)):  # fmt: skip
-                print(f"{name:28s} n={len(lat):5d} errors={err:3d} "
-                      f"p50={ms(pct(lat, 50))} p99={ms(pct(lat, 99))}")  # fmt: skip
-            print(f"ratio /twilio-voice to /healthz: p50 x{pct(voice, 50) / pct(base, 50):.2f}, "
-                  f"p99 x{pct(voice, 99) / pct(base, 99):.2f}   (target p99 < 25 ms)")  # fmt: skip
+            base = await loadgen.open_loop(raw, health, args.rate)
+            voice = await loadgen.open_loop(raw, voice_requests, args.rate, ok_marker=b"<Gather")
+            await raw.aclose()
+            for name, result in (("GET /healthz (baseline)", base),
+                                 ("signed POST /twilio-voice", voice)):  # fmt: skip
+                print(f"{name:28s} n={result['n']:5d} errors={result['errors']:3d} "
+                      f"p50={result['p50']:7.1f} ms p95={result['p95']:7.1f} ms "
+                      f"p99={result['p99']:7.1f} ms ({result['rps']:.0f} req/s served; "
+                      f"{result['slow']} over 25 ms)")  # fmt: skip
+            print(f"ratio /twilio-voice to /healthz: p50 x{voice['p50'] / base['p50']:.2f}, "
+                  f"p99 x{voice['p99'] / base['p99']:.2f}, throughput "
+                  f"x{voice['rps'] / base['rps']:.2f}   (target p99 < 25 ms)")  # fmt: skip
 
             print(f"== per-turn overhead: model delay {args.model_delay * 1000:.0f} ms, "
                   f"{args.callers} concurrent callers, {args.turns} turns")  # fmt: skip

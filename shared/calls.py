@@ -67,41 +67,50 @@ async def open_call(
     to_number: str | None,
     status: str = "ringing",
     is_test: bool = False,
+    connected: bool = False,
 ) -> Call:
-    """The call and its conversation, created once per call_sid (a retry returns the same)."""
-    async with conn.transaction():
-        # Serialise concurrent webhooks for one CallSid so we never open two conversations.
-        await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 7))", call_sid)
-        row = await conn.fetchrow(f"select {_COLUMNS} from calls where call_sid = $1", call_sid)
-        if row is not None:
-            return Call.from_row(row, created=False)
-        conversation_id = await conversations.open_conversation(
-            conn,
-            workspace_id=workspace_id,
-            kind="voice",
-            channel_id=channel_id,
-            contact_number=from_number,
-            agent_id=agent_id,
-            is_test=is_test,
-        )
-        row = await conn.fetchrow(
-            f"""
+    """The call and its conversation, created once per call_sid (a retry returns the same).
+
+    `connected` opens it already answered (connected now, in progress), saving a round trip.
+
+    One statement: the call row is inserted first, and its conversation only if that insert
+    won, so concurrent webhooks for one CallSid wait on the unique key and never open two
+    conversations (the foreign key is checked at the end of the statement).
+    """
+    row = await conn.fetchrow(
+        f"""
+        with new_call as (
             insert into calls (call_sid, conversation_id, workspace_id, channel_id, agent_id,
-                               source, status, from_number, to_number)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {_COLUMNS}
-            """,
-            call_sid,
-            conversation_id,
-            workspace_id,
-            channel_id,
-            agent_id,
-            source,
-            status,
-            from_number,
-            to_number,
+                               source, status, from_number, to_number, connected_at)
+            values ($1, gen_random_uuid(), $2, $3, $4, $5,
+                    case when $10 then 'in-progress' else $6 end, $7, $8,
+                    case when $10 then now() end)
+            on conflict (call_sid) do nothing
+            returning {_COLUMNS}
+        ), new_conversation as (
+            insert into conversations (id, workspace_id, channel_id, kind, agent_id,
+                                       contact_number, is_test)
+            select conversation_id, workspace_id, channel_id, 'voice', agent_id, from_number, $9
+            from new_call
         )
-        assert row is not None
+        select * from new_call
+        """,
+        call_sid,
+        workspace_id,
+        channel_id,
+        agent_id,
+        source,
+        status,
+        from_number,
+        to_number,
+        is_test,
+        connected,
+    )
+    if row is not None:
         return Call.from_row(row)
+    existing = await conn.fetchrow(f"select {_COLUMNS} from calls where call_sid = $1", call_sid)
+    assert existing is not None  # the conflicting insert committed before ours gave way
+    return Call.from_row(existing, created=False)
 
 
 async def get_call(conn: Connection, call_sid: str) -> Call | None:

@@ -126,13 +126,20 @@ async def add_message(
     num_segments: int | None = None,
 ) -> StoredMessage:
     """Store a message once: a repeated `provider_id` returns the stored row with created=False."""
+    # One round trip: the insert, and the conversation's last-message time when it was new.
     row = await conn.fetchrow(
         f"""
-        insert into messages (conversation_id, direction, role, body, provider_id, status,
-                              interrupted, num_segments)
-        values ($1, $2, $3, $4, $5, $6, $7, $8)
-        on conflict (provider_id) do nothing
-        returning {_MSG_COLUMNS}
+        with inserted as (
+            insert into messages (conversation_id, direction, role, body, provider_id, status,
+                                  interrupted, num_segments)
+            values ($1, $2, $3, $4, $5, $6, $7, $8)
+            on conflict (provider_id) do nothing
+            returning {_MSG_COLUMNS}
+        ), touched as (
+            update conversations set last_message_at = inserted.created_at
+            from inserted where conversations.id = inserted.conversation_id
+        )
+        select * from inserted
         """,
         conversation_id,
         direction,
@@ -149,11 +156,6 @@ async def add_message(
         )
         assert existing is not None
         return StoredMessage.from_row(existing, created=False)
-    await conn.execute(
-        "update conversations set last_message_at = $2 where id = $1",
-        conversation_id,
-        row["created_at"],
-    )
     return StoredMessage.from_row(row)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,10 @@ def create_app(settings: Settings) -> FastAPI:
         voice.install(app.state, state)  # voice services + start-up recording sweep
         try:
             await state.start()
+            # Everything loaded so far lives as long as the process: move it out of the
+            # cyclic GC's reach, so full collections stay short (they paused requests ~200 ms).
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             await state.aclose()

@@ -155,11 +155,13 @@ class VoiceLoop:
             source="twilio",
             from_number=incoming.from_number or None,
             to_number=target.channel.phone_number,
+            connected=True,  # we answer it now
         )
         log["conversation"] = str(call.conversation_id)
         if call.ended_at is not None:
             return tw.hang_up()
-        await calls.mark_connected(conn, incoming.call_sid)
+        if not call.created:  # a Twilio retry: keep the first answer time
+            await calls.mark_connected(conn, incoming.call_sid)
         sip_uri = self.settings.livekit_sip_uri
         if sip_uri:
             logger.info("voice.dial_livekit", extra=log)
