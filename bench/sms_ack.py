@@ -38,6 +38,8 @@ from fastapi.responses import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadgen import RawClient, pct  # noqa: E402  (bench/loadgen.py, beside this script)
+
 OUR_NUMBER = "+15551234567"
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "bench-twilio-auth-token"
@@ -123,13 +125,6 @@ def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
 # --- load ------------------------------------------------------------------------------------
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
-
-
 def _requests(count: int, prefix: str) -> list[tuple[str, bytes]]:
     """Signed inbound SMS webhooks as raw HTTP/1.1 requests (built before the clock starts)."""
     from urllib.parse import urlencode
@@ -158,45 +153,6 @@ def _requests(count: int, prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
-class RawClient:
-    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less CPU than
-    the servers it measures (both share this machine's cores)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._all: list[asyncio.StreamWriter] = []
-
-    async def request(self, raw: bytes) -> int:
-        if self._idle:
-            reader, writer = self._idle.pop()
-            try:
-                return await self._exchange(reader, writer, raw)
-            except (OSError, asyncio.IncompleteReadError):
-                pass  # the server closed an idle keep-alive connection: retry on a new one
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self._all.append(writer)
-        return await self._exchange(reader, writer, raw)
-
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-    ) -> int:
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        await reader.readexactly(length)
-        self._idle.append((reader, writer))
-        return status
-
-    async def aclose(self) -> None:
-        for writer in self._all:
-            writer.close()
-
-
 async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
     reqs = _requests(int(rate * seconds), prefix)
     latencies: list[float] = []
@@ -209,7 +165,7 @@ async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict
         await asyncio.sleep(max(0.0, when - time.perf_counter()))
         sent_at[sid] = time.time()
         try:
-            ok = await client.request(raw) == 200
+            ok = (await client.request(raw))[0] == 200
         except (OSError, asyncio.IncompleteReadError, ValueError):
             ok = False
         if ok:
@@ -225,7 +181,7 @@ async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict
     await client.aclose()
     return {
         "n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-        "p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "sent_at": sent_at,
+        "p50": pct(latencies, 50), "p99": pct(latencies, 99), "sent_at": sent_at,
     }  # fmt: skip
 
 
@@ -241,7 +197,7 @@ async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) 
         while time.perf_counter() < deadline and index < len(reqs):
             _, raw = reqs[index]
             index += 1
-            if await client.request(raw) == 200:
+            if (await client.request(raw))[0] == 200:
                 done += 1
 
     start = time.perf_counter()
@@ -376,8 +332,8 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         ):
             print(
                 f"inbound -> Twilio REST send at {label} (model stand-in, zero delay):"
-                f" {len(values)} replies  p50 {_pct(values, 50):.1f} ms"
-                f"  p95 {_pct(values, 95):.1f} ms  p99 {_pct(values, 99):.1f} ms"
+                f" {len(values)} replies  p50 {pct(values, 50):.1f} ms"
+                f"  p95 {pct(values, 95):.1f} ms  p99 {pct(values, 99):.1f} ms"
             )
         print(
             f"  gateway ack at {args.reply_rate:.0f}/s: p50 {calm['p50']:.2f} ms"
