@@ -22,7 +22,7 @@ class VoiceLocale:
     gather_language: str  # BCP-47 tag for <Gather language=...>
     say_voice: str  # Twilio voice name for <Say voice=...>
     say_language: str  # the locale that voice speaks, for <Say language=...>
-    phrase_language: str  # key of the fixed lines (voice_phrases), e.g. "ar"
+    phrase_language: str  # key of the fixed lines (shared/phrases.py), e.g. "ar"
     fallback: bool = False  # True when the agent's language had no voice of its own
 
 

@@ -29,11 +29,11 @@ from shared.chat import ChatFailed, ChatTurn
 from shared.errors import NotFound
 from shared.models import Agent, ChannelKind
 from shared.pg import Connection
+from shared.phrases import asks_for_human, line
 from shared.routing import InboundTarget, resolve_inbound, route_agent
 from webhook_gateway import voice_twiml as tw
 from webhook_gateway.state import GatewayState
 from webhook_gateway.voice_languages import DEFAULT_TAG, VoiceLocale, voice_locale
-from webhook_gateway.voice_phrases import asks_for_human, line
 
 logger = logging.getLogger("webhook_gateway.voice")
 

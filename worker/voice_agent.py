@@ -10,8 +10,8 @@ from livekit import api
 from livekit.agents import Agent, RunContext, function_tool, get_job_context
 from livekit.agents.voice import SpeechHandle
 
+from shared import phrases
 from shared.models import Agent as AgentConfig
-from worker import phrases
 from worker.call_session import CallSession
 
 logger = logging.getLogger("worker.agent")
@@ -31,7 +31,9 @@ class VoiceAgent(Agent):
         self.call = call
 
     async def on_enter(self) -> None:
-        greeting = self.config.greeting.strip() or phrases.line("greeting", self.config.language)
+        greeting = self.config.greeting.strip() or phrases.line(
+            "default_greeting", self.config.language
+        )
         # The greeting is not interruptible: callers often say "hello?" over it.
         self.session.say(greeting, allow_interruptions=False)
 
@@ -49,7 +51,7 @@ class VoiceAgent(Agent):
         # Speak after the current turn, then transfer; awaiting speech inside the tool that
         # owns the current turn would wait on itself.
         announcement = self.session.say(
-            phrases.line("transferring", self.config.language), allow_interruptions=False
+            phrases.line("connecting", self.config.language), allow_interruptions=False
         )
         self.call.spawn(self._transfer_after(announcement, number), name="sip_transfer")
         return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.phrases import asks_for_human, line
 from webhook_gateway.voice_languages import supported_tags, voice_locale
-from webhook_gateway.voice_phrases import asks_for_human, line
 from webhook_gateway.voice_twiml import livekit_sip_uri
 
 

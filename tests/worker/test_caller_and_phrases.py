@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker import phrases
+from shared import phrases
 from worker.caller import call_sid_from_attributes, playground_agent_id
 from worker.providers import stt_language
 

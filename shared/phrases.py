@@ -1,6 +1,7 @@
-"""The few fixed lines the TwiML loop says itself, and how a caller asks for a human.
+"""The few fixed lines our voice agents say themselves, and how a caller asks for a human.
 
-Everything else comes from the model. A language missing here speaks English lines.
+One table for both voice paths (the gateway's TwiML loop and the LiveKit worker); everything
+else comes from the model. A language missing here speaks English lines.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ Line = Literal[
     "unavailable",  # plan without voice, infra-only mode or no credit
     "no_agent",  # no voice-capable agent in the workspace
     "default_greeting",  # the agent has no greeting of its own
+    "max_call_warning",  # the agent's max call length is near (LiveKit worker)
 ]
 
 _LINES: dict[str, dict[Line, str]] = {
@@ -31,11 +33,12 @@ _LINES: dict[str, dict[Line, str]] = {
         "goodbye": "Thank you for calling. Goodbye!",
         "time_up": "We have reached the time limit for this call. Thank you for calling. Goodbye!",
         "apology": "Sorry, I had a problem answering that. Could you say it again?",
-        "connecting": "One moment please, I am connecting you to a colleague.",
+        "connecting": "One moment please, I am transferring you to a colleague.",
         "transfer_failed": "Sorry, no one could take your call right now. How else can I help?",
         "unavailable": "Sorry, this line cannot take calls right now. Please try again later.",
         "no_agent": "Sorry, no one is available to take your call right now. Goodbye.",
         "default_greeting": "Hello! How can I help you today?",
+        "max_call_warning": "We are almost out of time for this call.",
     },
     "ar": {
         "filler": "لحظة من فضلك.",
@@ -49,6 +52,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "عذرا، لا يمكن لهذا الخط استقبال المكالمات الآن. يرجى المحاولة لاحقا.",
         "no_agent": "عذرا، لا يوجد أحد متاح للرد على مكالمتك الآن. مع السلامة.",
         "default_greeting": "مرحبا! كيف يمكنني مساعدتك اليوم؟",
+        "max_call_warning": "أوشك وقت هذه المكالمة على الانتهاء.",
     },
     "fr": {
         "filler": "Un instant s'il vous plaît.",
@@ -62,6 +66,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Désolé, cette ligne ne peut pas prendre d'appels pour le moment.",
         "no_agent": "Désolé, personne n'est disponible pour le moment. Au revoir.",
         "default_greeting": "Bonjour ! Comment puis-je vous aider aujourd'hui ?",
+        "max_call_warning": "Cet appel touche bientôt à sa fin.",
     },
     "es": {
         "filler": "Un momento, por favor.",
@@ -75,6 +80,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Lo siento, esta línea no puede atender llamadas ahora mismo.",
         "no_agent": "Lo siento, no hay nadie disponible en este momento. Adiós.",
         "default_greeting": "¡Hola! ¿En qué puedo ayudarle hoy?",
+        "max_call_warning": "Esta llamada está por terminar.",
     },
     "de": {
         "filler": "Einen Moment bitte.",
@@ -88,6 +94,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Leider kann diese Leitung gerade keine Anrufe annehmen.",
         "no_agent": "Leider ist gerade niemand erreichbar. Auf Wiederhören.",
         "default_greeting": "Hallo! Wie kann ich Ihnen heute helfen?",
+        "max_call_warning": "Dieser Anruf ist gleich zu Ende.",
     },
     "it": {
         "filler": "Un momento, per favore.",
@@ -101,6 +108,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Spiacenti, questa linea non può ricevere chiamate in questo momento.",
         "no_agent": "Spiacenti, al momento non c'è nessuno disponibile. Arrivederci.",
         "default_greeting": "Buongiorno! Come posso aiutarla oggi?",
+        "max_call_warning": "Il tempo di questa chiamata sta per scadere.",
     },
     "pt": {
         "filler": "Um momento, por favor.",
@@ -114,6 +122,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Desculpe, esta linha não pode atender chamadas agora.",
         "no_agent": "Desculpe, não há ninguém disponível no momento. Até logo.",
         "default_greeting": "Olá! Como posso ajudar você hoje?",
+        "max_call_warning": "O tempo desta chamada está quase a terminar.",
     },
     "tr": {
         "filler": "Bir dakika lütfen.",
@@ -127,6 +136,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "Üzgünüz, bu hat şu anda arama kabul edemiyor.",
         "no_agent": "Üzgünüz, şu anda kimse müsait değil. Hoşça kalın.",
         "default_greeting": "Merhaba! Size bugün nasıl yardımcı olabilirim?",
+        "max_call_warning": "Bu görüşmenin süresi dolmak üzere.",
     },
     "hi": {
         "filler": "कृपया एक क्षण रुकिए।",
@@ -140,6 +150,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "माफ़ कीजिए, यह लाइन अभी कॉल नहीं ले सकती।",
         "no_agent": "माफ़ कीजिए, अभी कोई उपलब्ध नहीं है। नमस्ते।",
         "default_greeting": "नमस्ते! मैं आज आपकी क्या मदद कर सकता हूँ?",
+        "max_call_warning": "इस कॉल का समय लगभग समाप्त होने वाला है।",
     },
     "ur": {
         "filler": "براہ کرم ایک لمحہ انتظار کریں۔",
@@ -153,6 +164,7 @@ _LINES: dict[str, dict[Line, str]] = {
         "unavailable": "معاف کیجیے، یہ لائن اس وقت کالز نہیں لے سکتی۔",
         "no_agent": "معاف کیجیے، اس وقت کوئی دستیاب نہیں ہے۔ خدا حافظ۔",
         "default_greeting": "السلام علیکم! میں آج آپ کی کیا مدد کر سکتا ہوں؟",
+        "max_call_warning": "اس کال کا وقت تقریباً ختم ہونے والا ہے۔",
     },
 }
 
@@ -172,9 +184,10 @@ _HUMAN_REQUESTS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def line(name: Line, phrase_language: str) -> str:
-    """The fixed line in the given language ("ar", "fr", ...), English when missing."""
-    return _LINES.get(phrase_language, _LINES["en"])[name]
+def line(name: Line, language: str) -> str:
+    """The fixed line in a language ("ar", or a tag such as "ar-EG"), English when missing."""
+    code = (language or "en").split("-")[0].lower()
+    return _LINES.get(code, _LINES["en"])[name]
 
 
 def _fold(text: str) -> str:
