@@ -635,3 +635,22 @@ async def test_configure_twilio_of_a_disconnected_channel_gets_409(
     response = await client.post(url(workspace.id, f"/{sms.id}/configure-twilio"), headers=auth())
     assert response.status_code == 409
     assert twilio_standin.number_updates == []
+
+
+async def test_tiles_name_the_agent_that_will_answer_when_none_is_bound(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    from shared.models import Modality
+
+    ws = await member_workspace(pool)
+    async with pool.acquire() as conn:
+        texter = await factories.agent(conn, ws.id, name="Texter", modality=Modality.TEXT)
+        await factories.channel(conn, ws.id, kind="sms")
+        await factories.channel(conn, ws.id, kind="voice")
+    response = await client.get(url(ws.id), headers=auth())
+    assert response.status_code == 200
+    tiles = {t["kind"]: t for t in response.json()["tiles"]}
+    assert tiles["sms"]["agent"] is None
+    assert tiles["sms"]["answering_agent"] == {"id": str(texter.id), "name": "Texter"}
+    # A text-only agent cannot take calls: the voice tile says nobody would answer.
+    assert tiles["voice"]["answering_agent"] is None

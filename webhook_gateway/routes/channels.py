@@ -27,6 +27,7 @@ from shared.errors import (
 )
 from shared.models import Channel, ChannelKind
 from shared.pg import Connection
+from shared.routing import route_agent
 from shared.settings import Settings
 from webhook_gateway.auth import require_member
 from webhook_gateway.deps import CurrentUser, PoolDep, SettingsDep, StateDep
@@ -54,6 +55,9 @@ class ChannelOut(BaseModel):
     phone_number: str
     active: bool
     agent: AgentRef | None  # the agent bound to the channel; None: the workspace's default
+    # Who answers the next message or call (routing's choice): the bound agent when it is
+    # active and fit, else the workspace's default; None means nobody would answer.
+    answering_agent: AgentRef | None
     webhook_url: str
     created_at: datetime
     updated_at: datetime
@@ -69,6 +73,7 @@ class ChannelTile(BaseModel):
     channel_id: UUID | None
     phone_number: str | None
     agent: AgentRef | None
+    answering_agent: AgentRef | None
     webhook_url: str | None  # what to paste into Twilio; None when the plan lacks the channel
     channels: list[ChannelOut]  # every active number of this kind (the first is shown above)
 
@@ -134,12 +139,14 @@ async def _channel_out(conn: Connection, channel: Channel, settings: Settings) -
     agent_id = await channels.bound_agent_id(conn, channel.id)
     agent = await agents.get_agent(conn, agent_id) if agent_id else None
     kind = ChannelKind(channel.kind)
+    answering = await route_agent(conn, channel, voice=kind is ChannelKind.VOICE)
     return ChannelOut(
         id=channel.id,
         kind=kind,
         phone_number=channel.phone_number,
         active=channel.active,
         agent=AgentRef(id=agent.id, name=agent.name) if agent else None,
+        answering_agent=AgentRef(id=answering.id, name=answering.name) if answering else None,
         webhook_url=_webhook_url(settings, kind),
         created_at=channel.created_at,
         updated_at=channel.updated_at,
@@ -186,6 +193,7 @@ async def channel_tiles(
                 channel_id=first.id if first else None,
                 phone_number=first.phone_number if first else None,
                 agent=first.agent if first else None,
+                answering_agent=first.answering_agent if first else None,
                 webhook_url=_webhook_url(settings, kind) if included else None,
                 channels=of_kind,
             )
