@@ -158,15 +158,3 @@ async def bound_agent_id(conn: Connection, channel_id: UUID) -> UUID | None:
         "select agent_id from agent_channels where channel_id = $1", channel_id
     )
     return value
-
-
-async def find_active_channel(
-    conn: Connection, kind: ChannelKind, phone_number: str
-) -> Channel | None:
-    """The active channel of `kind` for an E.164 number, or None."""
-    row = await conn.fetchrow(
-        f"select {_COLUMNS} from channels where kind = $1 and phone_number = $2 and active",
-        kind.value,
-        phone_number,
-    )
-    return Channel.from_row(row) if row else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import asyncpg
 
@@ -47,8 +46,3 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
             await pool.close()
             raise
     return pool
-
-
-def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    """A row as a plain dict (for JSON output), or None."""
-    return dict(row) if row is not None else None

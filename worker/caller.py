@@ -14,7 +14,9 @@ from typing import Any
 
 from livekit import rtc
 
-CALL_SID_ATTRIBUTES = ("wassla.call_sid", "sip.twilio.callSid", "sip.callID")
+from shared.livekit_sip import CALL_SID_ATTRIBUTE
+
+CALL_SID_ATTRIBUTES = (CALL_SID_ATTRIBUTE, "sip.twilio.callSid", "sip.callID")
 
 
 @dataclass(frozen=True)
