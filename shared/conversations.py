@@ -45,47 +45,6 @@ class StoredMessage:
         return cls(**dict(row), created=created)
 
 
-async def open_sms_conversation(
-    conn: Connection,
-    *,
-    workspace_id: UUID,
-    channel_id: UUID,
-    contact_number: str,
-    agent_id: UUID | None,
-) -> UUID:
-    """The open SMS conversation of this channel and contact; a new one when the last closed."""
-    row = await conn.fetchrow(
-        """
-        insert into conversations (workspace_id, channel_id, kind, agent_id, contact_number)
-        values ($1, $2, 'sms', $3, $4)
-        on conflict (channel_id, contact_number) where status = 'open' and kind = 'sms'
-        do nothing returning id
-        """,
-        workspace_id,
-        channel_id,
-        agent_id,
-        contact_number,
-    )
-    if row is not None:
-        conversation_id: UUID = row["id"]
-        return conversation_id
-    existing: UUID | None = await conn.fetchval(
-        "select id from conversations where channel_id = $1 and contact_number = $2"
-        " and status = 'open' and kind = 'sms'",
-        channel_id,
-        contact_number,
-    )
-    if existing is None:  # closed between our insert and select: try once more
-        return await open_sms_conversation(
-            conn,
-            workspace_id=workspace_id,
-            channel_id=channel_id,
-            contact_number=contact_number,
-            agent_id=agent_id,
-        )
-    return existing
-
-
 async def open_conversation(
     conn: Connection,
     *,

@@ -81,24 +81,34 @@ async def resolve_inbound(
     return InboundTarget(channel=channel, workspace=workspace, plan=plan, region_allowed=allowed)
 
 
-async def route_agent(conn: Connection, channel: Channel, *, voice: bool) -> Agent | None:
-    """The agent bound to the channel when set and active, else the workspace's oldest active one.
+def agent_choice_sql(channel: str, workspace: str, modalities: str, columns: str) -> str:
+    """The routing rule as SQL, for statements that route in the same round trip.
 
-    Voice routes only to agents whose modality includes voice; SMS only to text-capable ones.
+    The agent bound to the channel when it is active and fit, else the workspace's oldest
+    active fit one. The binding is only a preference in the ordering: an inactive or unfit
+    bound agent simply loses to the oldest fit one (it is always of the same workspace).
+    The arguments are the statement's placeholders ("$1", ...) and the columns to select.
     """
-    modalities = _VOICE_MODALITIES if voice else _TEXT_MODALITIES
-    # The binding is only a preference in the ordering: an inactive or unfit bound agent
-    # simply loses to the oldest fit one. The bound agent is always of the same workspace.
-    row = await conn.fetchrow(
-        f"""
-        select {_AGENT_COLUMNS} from agents a
-        left join agent_channels ac on ac.agent_id = a.id and ac.channel_id = $1
-        where a.workspace_id = $2 and a.active and a.modality = any($3::text[])
+    return f"""
+        select {columns} from agents a
+        left join agent_channels ac on ac.agent_id = a.id and ac.channel_id = {channel}
+        where a.workspace_id = {workspace} and a.active and a.modality = any({modalities}::text[])
         order by (ac.channel_id is not null) desc, a.created_at, a.id
         limit 1
-        """,
+    """
+
+
+def agent_modalities(*, voice: bool) -> list[str]:
+    """Voice routes only to agents whose modality includes voice; SMS to text-capable ones."""
+    return _VOICE_MODALITIES if voice else _TEXT_MODALITIES
+
+
+async def route_agent(conn: Connection, channel: Channel, *, voice: bool) -> Agent | None:
+    """The agent that answers this channel (see agent_choice_sql), or None."""
+    row = await conn.fetchrow(
+        agent_choice_sql("$1", "$2", "$3", _AGENT_COLUMNS),
         channel.id,
         channel.workspace_id,
-        modalities,
+        agent_modalities(voice=voice),
     )
     return Agent.from_row(row) if row else None

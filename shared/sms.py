@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
-from shared import billing, conversations, opt_outs, sms_outbox
+from shared import billing, opt_outs, sms_outbox
 from shared.billing import ChargeResult
 from shared.e164 import normalize_e164, region_allowed
 from shared.errors import InvalidPhoneNumber
 from shared.models import ChannelKind, ChargeKind
 from shared.opt_outs import Keyword
 from shared.pg import Connection
-from shared.routing import resolve_inbound, route_agent
+from shared.routing import InboundTarget, agent_choice_sql, agent_modalities, resolve_inbound
 from shared.sms_outbox import Claim
 from shared.sms_segments import count_segments
 
@@ -90,16 +90,115 @@ def replyable_contact(from_number: str) -> str | None:
         return None
 
 
+_KEYWORD_REASONS = {
+    Keyword.STOP: NoReply.STOP_KEYWORD,
+    Keyword.START: NoReply.START_KEYWORD,
+    Keyword.HELP: NoReply.HELP_KEYWORD,
+}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    conversation_id: UUID
+    message_id: int | None  # None: a retry of a message already stored
+    agent_id: UUID | None
+    opted_out: bool
+    reply: tuple[int, Claim | None] | None
+
+
+# The whole store-and-queue as one statement, so a webhook costs two round trips (this and
+# resolve_inbound) and is atomic without a transaction: the contact's open conversation
+# (an upsert that also sees one a concurrent delivery just opened), the message once per
+# provider id, and the pending reply only when this statement stored the message, the
+# reply is due, an agent answers and the contact has not opted out.
+_STORE_SQL = f"""
+with agent as ({agent_choice_sql("$1", "$2", "$3", "a.id")}),
+conv as (
+    insert into conversations (workspace_id, channel_id, kind, agent_id, contact_number,
+                               last_message_at)
+    values ($2, $1, 'sms', (select id from agent), $4, clock_timestamp())
+    on conflict (channel_id, contact_number) where status = 'open' and kind = 'sms'
+    do update set last_message_at = clock_timestamp()
+    returning id
+),
+msg as (
+    insert into messages (conversation_id, direction, role, body, provider_id, status,
+                          num_segments)
+    select id, 'inbound', 'user', $5, $6, 'received', $7 from conv
+    on conflict (provider_id) do nothing
+    returning id, conversation_id
+),
+opted as (
+    select opted_out from sms_opt_outs where our_number = $8 and contact_number = $4
+),
+reply as (
+    insert into sms_replies (workspace_id, conversation_id, inbound_message_id, agent_id,
+                             from_number, to_number, claim, lease_until)
+    select $2, msg.conversation_id, msg.id, agent.id, $8, $4,
+           case when $10::float8 is not null then gen_random_uuid() end,
+           now() + make_interval(secs => $10::float8)
+    from msg cross join agent
+    where $9 and not coalesce((select opted_out from opted), false)
+    returning id, claim
+)
+select (select id from conv) as conversation_id, (select id from msg) as message_id,
+       (select id from agent) as agent_id,
+       coalesce((select opted_out from opted), false) as opted_out,
+       reply.id as reply_id, reply.claim,
+       case when reply.id is not null and $10::float8 is null
+            then pg_notify($11, reply.id::text) end as notified
+from (select) as one left join reply on true
+"""
+
+
+async def _store(
+    conn: Connection,
+    target: InboundTarget,
+    sms: InboundSms,
+    contact_number: str,
+    *,
+    reply_due: bool,
+    lease_seconds: float | None,
+) -> _Stored:
+    """Store the message on the contact's open conversation; queue its reply when due.
+
+    With `lease_seconds` the queued reply is claimed for the caller; with None it is left
+    for a reply worker, who is notified on commit (see sms_outbox)."""
+    channel = target.channel
+    row = await conn.fetchrow(
+        _STORE_SQL,
+        channel.id,
+        channel.workspace_id,
+        agent_modalities(voice=False),
+        contact_number,
+        sms.body,
+        sms.message_sid,
+        sms.num_segments,
+        channel.phone_number,
+        reply_due,
+        lease_seconds,
+        sms_outbox.NOTIFY_CHANNEL,
+    )
+    assert row is not None
+    reply = None
+    if row["reply_id"] is not None:
+        claim = Claim(row["reply_id"], row["claim"]) if row["claim"] is not None else None
+        reply = (row["reply_id"], claim)
+    return _Stored(
+        row["conversation_id"], row["message_id"], row["agent_id"], row["opted_out"], reply
+    )
+
+
 async def receive(
     conn: Connection, sms: InboundSms, *, can_send: bool, lease_seconds: float | None
 ) -> Received:
     """Store an inbound text on its conversation and queue the AI reply when one is due.
 
     With `lease_seconds` the queued reply is claimed for the caller; with None it is left
-    for a reply worker (see sms_outbox.enqueue).
+    for a reply worker.
 
-    One transaction: a crash leaves either nothing (Twilio's retry redoes it) or the message
-    together with its pending reply.
+    Atomic: a crash leaves either nothing (Twilio's retry redoes it) or the message together
+    with its pending reply (and a keyword's opt-out state).
     """
     target = await resolve_inbound(conn, ChannelKind.SMS, sms.to_number)
     if target is None:
@@ -110,95 +209,106 @@ async def receive(
             NoReply.NUMBER_REGION_NOT_ENABLED,
             workspace_id=target.workspace.id,
         )
-    channel = target.channel
     contact = replyable_contact(sms.from_number)
+    if contact is not None and opt_outs.keyword_of(sms.body, sms.opt_out_type) is not None:
+        async with conn.transaction():  # the keyword's effect lands with the message
+            return await _receive(conn, target, sms, contact, can_send, lease_seconds, keyword=True)
+    return await _receive(conn, target, sms, contact, can_send, lease_seconds, keyword=False)
+
+
+async def _receive(
+    conn: Connection,
+    target: InboundTarget,
+    sms: InboundSms,
+    contact: str | None,
+    can_send: bool,
+    lease_seconds: float | None,
+    *,
+    keyword: bool,
+) -> Received:
+    workspace_id = target.channel.workspace_id
     contact_number = contact or sms.from_number.strip()
-    async with conn.transaction():
-        agent = await route_agent(conn, channel, voice=False)
-        conversation_id = await conversations.open_sms_conversation(
-            conn,
-            workspace_id=channel.workspace_id,
-            channel_id=channel.id,
-            contact_number=contact_number,
-            agent_id=agent.id if agent else None,
+    our_number = target.channel.phone_number
+    if keyword:
+        assert contact is not None
+        found = await _applicable_keyword(conn, our_number, contact, sms)
+        if found is not None:
+            stored = await _store(
+                conn, target, sms, contact_number, reply_due=False, lease_seconds=None
+            )
+            if stored.message_id is None:
+                return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
+            kind, word = found
+            if kind is not Keyword.HELP:
+                await opt_outs.set_opted_out(
+                    conn, our_number, contact, opted_out=kind is Keyword.STOP, keyword=word
+                )
+            return Received(
+                Outcome.STORED,
+                _KEYWORD_REASONS[kind],
+                workspace_id,
+                stored.conversation_id,
+                stored.message_id,
+            )
+
+    # Reasons known before the store; the opt-out state and the agent come back with it.
+    early: NoReply | None = None
+    if contact is not None and not region_allowed(contact, target.workspace.enabled_calling_codes):
+        early = NoReply.CONTACT_REGION_NOT_ENABLED
+    if early is None:
+        decision = billing.decide_spend(target.workspace, target.plan, ChannelKind.SMS)
+        if not decision.allowed:
+            assert decision.reason is not None
+            early = NoReply(decision.reason.value)
+    due = contact is not None and early is None and can_send
+    stored = await _store(
+        conn, target, sms, contact_number, reply_due=due, lease_seconds=lease_seconds
+    )
+    if stored.message_id is None:
+        return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
+
+    reason: NoReply | None = None
+    if contact is None:
+        reason = NoReply.SENDER_NOT_REPLYABLE
+    elif stored.opted_out:
+        reason = NoReply.OPTED_OUT
+    elif early is not None:
+        reason = early
+    elif stored.agent_id is None:
+        reason = NoReply.NO_AGENT
+    elif not can_send:
+        reason = NoReply.SENDING_NOT_CONFIGURED
+    if reason is not None:
+        assert stored.reply is None
+        return Received(
+            Outcome.STORED, reason, workspace_id, stored.conversation_id, stored.message_id
         )
-        message = await conversations.add_message(
-            conn,
-            conversation_id,
-            direction="inbound",
-            role="user",
-            body=sms.body,
-            provider_id=sms.message_sid,
-            status="received",
-            num_segments=sms.num_segments,
-        )
-
-        def outcome(
-            kind: Outcome,
-            reason: NoReply | None = None,
-            reply_id: int | None = None,
-            reply: Claim | None = None,
-        ) -> Received:
-            return Received(kind, reason, channel.workspace_id, message.conversation_id,
-                            message.id, reply_id, reply)  # fmt: skip
-
-        if not message.created:
-            return outcome(Outcome.DUPLICATE)
-
-        reason: NoReply | None = None
-        if contact is None:
-            reason = NoReply.SENDER_NOT_REPLYABLE
-        else:
-            reason = await _keyword_or_opt_out(conn, channel.phone_number, contact, sms)
-        if reason is None and contact is not None:
-            if not region_allowed(contact, target.workspace.enabled_calling_codes):
-                reason = NoReply.CONTACT_REGION_NOT_ENABLED
-        if reason is None:
-            decision = billing.decide_spend(target.workspace, target.plan, ChannelKind.SMS)
-            if not decision.allowed:
-                assert decision.reason is not None
-                reason = NoReply(decision.reason.value)
-        if reason is None and agent is None:
-            reason = NoReply.NO_AGENT
-        if reason is None and not can_send:
-            reason = NoReply.SENDING_NOT_CONFIGURED
-        if reason is not None:
-            return outcome(Outcome.STORED, reason)
-
-        assert contact is not None and agent is not None
-        reply_id, claim = await sms_outbox.enqueue(
-            conn,
-            workspace_id=channel.workspace_id,
-            conversation_id=message.conversation_id,
-            inbound_message_id=message.id,
-            agent_id=agent.id,
-            from_number=channel.phone_number,
-            to_number=contact,
-            lease_seconds=lease_seconds,
-        )
-        return outcome(Outcome.REPLY_QUEUED, reply_id=reply_id, reply=claim)
+    assert stored.reply is not None
+    reply_id, claim = stored.reply
+    return Received(
+        Outcome.REPLY_QUEUED,
+        None,
+        workspace_id,
+        stored.conversation_id,
+        stored.message_id,
+        reply_id,
+        claim,
+    )
 
 
-async def _keyword_or_opt_out(
+async def _applicable_keyword(
     conn: Connection, our_number: str, contact: str, sms: InboundSms
-) -> NoReply | None:
-    """Record a STOP/START keyword; say why no reply is due, or None when one is."""
-    opted_out = await opt_outs.is_opted_out(conn, our_number, contact)
+) -> tuple[Keyword, str] | None:
+    """The STOP/START/HELP keyword this message is, or None when it is an ordinary message
+    (a plain "yes" from a subscribed contact answers the agent's question)."""
     found = opt_outs.keyword_of(sms.body, sms.opt_out_type)
-    if found is not None:
-        kind, word = found
-        if kind is Keyword.START and opt_outs.is_conditional_opt_in(word) and not opted_out:
-            found = None  # a plain "yes" to the agent's question, not a re-subscription
     if found is None:
-        return NoReply.OPTED_OUT if opted_out else None
+        return None
     kind, word = found
-    if kind is Keyword.STOP:
-        await opt_outs.set_opted_out(conn, our_number, contact, opted_out=True, keyword=word)
-        return NoReply.STOP_KEYWORD
-    if kind is Keyword.START:
-        await opt_outs.set_opted_out(conn, our_number, contact, opted_out=False, keyword=word)
-        return NoReply.START_KEYWORD
-    return NoReply.HELP_KEYWORD
+    if kind is Keyword.START and opt_outs.is_conditional_opt_in(word):
+        if not await opt_outs.is_opted_out(conn, our_number, contact):
+            return None
+    return found
 
 
 async def reply_blocked(conn: Connection, reply: sms_outbox.OutboxReply) -> NoReply | None:

@@ -64,43 +64,6 @@ class Claim:
 NOTIFY_CHANNEL = "sms_outbox"
 
 
-async def enqueue(
-    conn: Connection,
-    *,
-    workspace_id: UUID,
-    conversation_id: UUID,
-    inbound_message_id: int,
-    agent_id: UUID | None,
-    from_number: str,
-    to_number: str,
-    lease_seconds: float | None,
-) -> tuple[int, Claim | None]:
-    """A pending reply: claimed by the caller for `lease_seconds` (it schedules the reply
-    right after commit), or, with None, left for a reply worker, who is notified on commit."""
-    row = await conn.fetchrow(
-        """
-        insert into sms_replies (workspace_id, conversation_id, inbound_message_id, agent_id,
-                                 from_number, to_number, claim, lease_until)
-        values ($1, $2, $3, $4, $5, $6,
-                case when $7::float8 is not null then gen_random_uuid() end,
-                now() + make_interval(secs => $7::float8))
-        returning id, claim
-        """,
-        workspace_id,
-        conversation_id,
-        inbound_message_id,
-        agent_id,
-        from_number,
-        to_number,
-        lease_seconds,
-    )
-    assert row is not None
-    if lease_seconds is None:
-        await conn.execute("select pg_notify($1, $2)", NOTIFY_CHANNEL, str(row["id"]))
-        return row["id"], None
-    return row["id"], Claim(row["id"], row["claim"])
-
-
 async def get(conn: Connection, reply_id: int) -> OutboxReply | None:
     row = await conn.fetchrow(f"select {_COLUMNS} from sms_replies where id = $1", reply_id)
     return OutboxReply.from_row(row) if row else None

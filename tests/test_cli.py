@@ -95,9 +95,9 @@ async def test_cli_conversation_prints_messages_in_order(
     async with pool.acquire() as conn:
         ws = await factories.workspace(conn)
         ch = await factories.channel(conn, ws.id)
-        conv = await conversations.open_sms_conversation(
-            conn, workspace_id=ws.id, channel_id=ch.id, contact_number="+14155550100",
-            agent_id=None,
+        conv = await conversations.open_conversation(
+            conn, workspace_id=ws.id, kind="sms", channel_id=ch.id,
+            contact_number="+14155550100", agent_id=None,
         )  # fmt: skip
         for i, role in enumerate(["user", "assistant", "user"]):
             await conversations.add_message(

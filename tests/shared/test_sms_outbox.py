@@ -1,7 +1,9 @@
+import asyncio
+
 import asyncpg
 import pytest
 
-from shared import conversations, sms_outbox
+from shared import sms, sms_outbox
 from shared.opt_outs import Keyword, keyword_of
 from tests import factories
 
@@ -10,28 +12,10 @@ async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:
     ws = await factories.workspace(conn)
     agent = await factories.agent(conn, ws.id)
     channel = await factories.channel(conn, ws.id, agent_id=agent.id)
-    conversation_id = await conversations.open_sms_conversation(
-        conn,
-        workspace_id=ws.id,
-        channel_id=channel.id,
-        contact_number="+15557654321",
-        agent_id=agent.id,
-    )
-    message = await conversations.add_message(
-        conn, conversation_id, direction="inbound", role="user", body="hi", provider_id="SM1"
-    )
-    _, claim = await sms_outbox.enqueue(
-        conn,
-        workspace_id=ws.id,
-        conversation_id=conversation_id,
-        inbound_message_id=message.id,
-        agent_id=agent.id,
-        from_number=channel.phone_number,
-        to_number="+15557654321",
-        lease_seconds=60,
-    )
-    assert claim is not None
-    return claim
+    inbound = sms.InboundSms("SM1", "+15557654321", channel.phone_number, "hi")
+    received = await sms.receive(conn, inbound, can_send=True, lease_seconds=60)
+    assert received.outcome is sms.Outcome.REPLY_QUEUED and received.reply is not None
+    return received.reply
 
 
 async def test_a_worker_whose_lease_was_taken_over_can_no_longer_send(pool: asyncpg.Pool) -> None:
@@ -85,3 +69,25 @@ async def test_sent_is_recorded_once_whichever_of_sender_and_callback_comes_firs
 def test_keywords_are_single_words_in_any_case(body: str, expected: Keyword | None) -> None:
     found = keyword_of(body)
     assert (found[0] if found else None) == expected
+
+
+async def test_a_new_contacts_first_texts_arriving_at_once_share_one_conversation(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        ws = await factories.workspace(conn)
+        agent = await factories.agent(conn, ws.id)
+        channel = await factories.channel(conn, ws.id, agent_id=agent.id)
+
+    async def deliver(i: int) -> sms.Received:
+        inbound = sms.InboundSms(f"SM{i}", "+15557654321", channel.phone_number, f"text {i}")
+        async with pool.acquire() as conn:
+            return await sms.receive(conn, inbound, can_send=True, lease_seconds=60)
+
+    received = await asyncio.gather(*(deliver(i) for i in range(6)))
+    assert {r.outcome for r in received} == {sms.Outcome.REPLY_QUEUED}
+    assert len({r.conversation_id for r in received}) == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("select count(*) from conversations") == 1
+        assert await conn.fetchval("select count(*) from messages") == 6
+        assert await conn.fetchval("select count(*) from sms_replies") == 6
