@@ -1,20 +1,26 @@
 """The text-chat pipeline used by SMS and the TwiML voice loop.
 
 One function: agent + conversation history + new user text -> streamed reply text, through
-an OpenAI-compatible chat completions API. The `openai` SDK retries retryable failures
-(connection errors, 429, 5xx) before the stream starts; a whole reply has one deadline.
+an OpenAI-compatible chat completions API (`POST {OPENAI_BASE_URL}/chat/completions` with
+`stream: true`, read as server-sent events). Retryable failures (connection errors, 429,
+5xx) are retried before the stream starts; a whole reply has one deadline.
+
+A plain httpx client rather than the `openai` SDK: every SMS reply and TwiML voice turn
+passes here, and the SDK's request transforms and per-chunk models cost about two and a half times
+the CPU of reading the stream (bench/sms_ack.py shares two cores with everything else).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import openai
-from openai.types.chat import ChatCompletionMessageParam
+import httpx
 
 from shared.errors import ProviderError
 from shared.models import Agent
@@ -67,54 +73,88 @@ def bounded_history(history: Sequence[ChatTurn]) -> list[ChatTurn]:
     return kept
 
 
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_BACKOFF_SECONDS = 4.0
+
+
 class TextChat:
     """The one client for chat completions, built from Settings."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = openai.AsyncOpenAI(
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key or "not-configured",
-            timeout=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
+        self._url = settings.openai_base_url.rstrip("/") + "/chat/completions"
+        self._max_retries = settings.openai_max_retries
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.openai_timeout_seconds, connect=5.0),
+            headers={
+                "Authorization": f"Bearer {settings.openai_api_key or 'not-configured'}",
+                "User-Agent": "wassla-voice",
+            },
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
 
     async def stream_reply(
         self, agent: Agent, history: Sequence[ChatTurn], user_text: str, *, medium: Medium
     ) -> AsyncIterator[str]:
         """Yield the reply as it streams; raise ChatFailed when the model fails."""
-        messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": system_prompt(agent, medium)}
-        ]
-        for turn in bounded_history(history):
-            if turn.role == "user":
-                messages.append({"role": "user", "content": turn.text})
-            else:
-                messages.append({"role": "assistant", "content": turn.text})
+        messages = [{"role": "system", "content": system_prompt(agent, medium)}]
+        messages += [{"role": t.role, "content": t.text} for t in bounded_history(history)]
         messages.append({"role": "user", "content": user_text})
-        model = agent.chat_model or self._settings.openai_chat_model
+        payload = {
+            "model": agent.chat_model or self._settings.openai_chat_model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": 300 if medium == "voice" else 400,
+            "temperature": 0.4,
+        }
         try:
-            stream = await self._client.chat.completions.create(
-                model=model,
-                messages=messages,
-                stream=True,
-                max_tokens=300 if medium == "voice" else 400,
-                temperature=0.4,
-            )
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except openai.APIStatusError as exc:
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise ChatFailed(
-                f"chat model returned {exc.status_code}", retryable=retryable,
-                status=exc.status_code,
-            ) from exc  # fmt: skip
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            async with self._open_stream(payload) as response:
+                done = False
+                # Read to the end even after [DONE], so the connection goes back to the pool.
+                async for line in response.aiter_lines():
+                    text = None if done else _delta_text(line)
+                    if text is None:
+                        done = True
+                    elif text:
+                        yield text
+        except httpx.TimeoutException as exc:
+            raise ChatFailed(f"chat model timed out: {exc!r}", retryable=True) from exc
+        except httpx.TransportError as exc:
             raise ChatFailed(f"chat model unreachable: {exc!r}", retryable=True) from exc
+
+    @contextlib.asynccontextmanager
+    async def _open_stream(self, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """The streaming response, once the model answered 2xx (retrying what may be)."""
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        for attempt in range(self._max_retries + 1):
+            last = attempt == self._max_retries
+            request = self._http.build_request("POST", self._url, content=body, headers=headers)
+            try:
+                response = await self._http.send(request, stream=True)
+            except (httpx.TimeoutException, httpx.TransportError):
+                if last:
+                    raise
+                await asyncio.sleep(_backoff(attempt, None))
+                continue
+            if response.status_code < 400:
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            await response.aread()
+            await response.aclose()
+            retryable = response.status_code in _RETRYABLE_STATUS
+            if not retryable or last:
+                raise ChatFailed(
+                    f"chat model returned {response.status_code}", retryable=retryable,
+                    status=response.status_code,
+                )  # fmt: skip
+            await asyncio.sleep(_backoff(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")
 
     async def reply(
         self,
@@ -139,3 +179,39 @@ class TextChat:
         if not text:
             raise ChatFailed("chat model returned an empty reply", retryable=True)
         return text
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds before the next attempt: the server's Retry-After when short, else 0.5 s, 1 s..."""
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), _MAX_BACKOFF_SECONDS)
+        except ValueError:
+            pass
+    return min(0.5 * 2.0**attempt, _MAX_BACKOFF_SECONDS)
+
+
+def _delta_text(line: str) -> str | None:
+    """The text a server-sent event line adds ("" for none), or None at the end of stream."""
+    if not line.startswith("data:"):
+        return ""  # blank separators, comments, event names
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return None
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise ChatFailed(
+            f"chat model sent a malformed event: {data[:80]!r}", retryable=False
+        ) from exc
+    if not isinstance(chunk, dict):
+        return ""
+    if "error" in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise ChatFailed(f"chat model failed mid-stream: {message}", retryable=True)
+    choices = chunk.get("choices") or []
+    if not choices or not isinstance(choices[0], dict):
+        return ""
+    content = (choices[0].get("delta") or {}).get("content")
+    return content if isinstance(content, str) else ""
