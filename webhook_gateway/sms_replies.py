@@ -13,7 +13,6 @@ import contextlib
 import logging
 from typing import Any
 
-import httpx
 import regex
 
 from shared import agents, conversations, sms, sms_outbox
@@ -23,14 +22,13 @@ from shared.models import Agent
 from shared.pg import UNAVAILABLE_ERRORS, Connection
 from shared.sms_outbox import Claim, OutboxReply
 from webhook_gateway.state import GatewayState
+from webhook_gateway.twilio_rest import NOT_SENT_ERRORS
 
 logger = logging.getLogger("webhook_gateway.sms")
 
 MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (21617)
 STATUS_PATH = "/twilio-sms/status"
 _GRAPHEME = regex.compile(r"\X")
-# Errors raised before a request could reach Twilio: retrying cannot send twice.
-_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _units(text: str) -> int:
@@ -293,7 +291,7 @@ class SmsReplier:
         """Record a failed send; the delay before trying again, or None when done."""
         extra = {**_log(reply), "error": str(exc)}
         # An HTTP answer from Twilio, or no connection at all, means nothing was created.
-        never_reached = exc.status is not None or isinstance(exc.__cause__, _NOT_SENT_ERRORS)
+        never_reached = exc.status is not None or isinstance(exc.__cause__, NOT_SENT_ERRORS)
         async with self.state.pool.acquire() as conn:
             if not never_reached:
                 # The request may have reached Twilio: sending again could text twice.

@@ -16,7 +16,9 @@ from fastapi import FastAPI
 
 from shared import channels, conversations, workspaces
 from shared.models import BillingMode
+from shared.settings import Settings
 from tests.conftest import PUBLIC_BASE_URL
+from tests.livekit_server import free_port
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
 from tests.webhook_gateway.sms_helpers import (
@@ -35,6 +37,7 @@ from tests.webhook_gateway.sms_helpers import (
     settle,
     sms_setup,
 )
+from webhook_gateway.app import create_app
 
 
 @pytest.fixture
@@ -521,6 +524,23 @@ async def test_final_twilio_error_fails_the_reply_without_retrying(
     assert twilio_standin.messages == []
     [reply] = await replies(pool)
     assert (reply["status"], reply["attempts"]) == ("failed", 1)
+
+
+async def test_unreachable_twilio_is_retried_because_nothing_was_sent(
+    settings: Settings, setup: SmsSetup, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
+) -> None:
+    # Connection refused: the request never left, so trying again cannot text twice.
+    nowhere = settings.model_copy(update={"twilio_api_base_url": f"http://127.0.0.1:{free_port()}"})
+    app = create_app(nowhere)
+    async with app.router.lifespan_context(app):
+        app.state.sms_replier.retry_delays = (0.01, 0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=nowhere.public_base_url) as c:
+            assert (await send_sms(c, "hello")).text == EMPTY_RESPONSE
+        await settle(app)
+    [reply] = await replies(pool)
+    assert (reply["status"], reply["attempts"]) == ("failed", 3)
+    assert "unreachable" in reply["error"]
 
 
 async def test_reply_sees_the_conversation_so_far(
