@@ -27,6 +27,16 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _reset_connection(conn: Connection) -> None:
+    """Nothing beyond asyncpg's own rollback of an open transaction and listener cleanup.
+
+    asyncpg's default reset runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release: one more round trip per acquire on every webhook. Our code keeps no
+    session state to undo: no SET (only SET LOCAL), transaction-scoped advisory locks only,
+    no cursors outside transactions, and the reply worker's listener removes itself.
+    """
+
+
 async def create_pool(settings: Settings, *, require_current_schema: bool = True) -> Pool:
     """Open the pool; refuse to serve on a schema that is not fully migrated."""
     dsn = await resolve_dsn(settings)
@@ -35,6 +45,7 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         init=_init_connection,
+        reset=_reset_connection,
         command_timeout=10,
         timeout=5,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ _SEPARATORS = re.compile(r"[\s()\-.\u00a0\u200e\u200f\u202a-\u202e]")
 _EXTENSION = re.compile(r"(ext|#|;|\d\s*x\s*\d)")
 
 
+@functools.lru_cache(maxsize=8192)  # pure; every webhook parses the same few numbers
 def normalize_e164(raw: str) -> str:
     """Return `raw` as E.164 (`+15551234567`) or raise InvalidPhoneNumber with a friendly reason.
 
@@ -70,6 +72,7 @@ def normalize_e164(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=8192)
 def calling_code(e164: str) -> int:
     """The country calling code of an E.164 number (`+9665...` -> 966)."""
     return int(phonenumbers.parse(e164, None).country_code or 0)

@@ -12,6 +12,9 @@ def twiml(document: TwiML) -> Response:
     return Response(content=document.to_xml(xml_declaration=True), media_type="application/xml")
 
 
+_EMPTY = MessagingResponse().to_xml(xml_declaration=True)
+
+
 def empty_response() -> Response:
     """`<Response/>`: acknowledged, nothing to say or send."""
-    return twiml(MessagingResponse())
+    return Response(content=_EMPTY, media_type="application/xml")
