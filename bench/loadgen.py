@@ -8,6 +8,7 @@ sent over a minimal keep-alive HTTP/1.1 client (no httpx on the hot path).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -113,3 +114,31 @@ async def open_loop(
         "latencies": latencies,
         "slow_seconds": sorted({int(t) for t in slow_at}), "slow": len(slow_at),
     }  # fmt: skip
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by every live Postgres process on the machine (server and backends)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm", "rb") as f:
+                    if f.read().strip() != b"postgres":
+                        continue
+            except OSError:
+                continue
+            total += cpu_seconds(int(entry))
+    return total

@@ -38,7 +38,7 @@ from fastapi.responses import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadgen import RawClient, pct  # noqa: E402  (bench/loadgen.py, beside this script)
+from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds  # noqa: E402  (bench/loadgen.py, beside this script)
 
 OUR_NUMBER = "+15551234567"
 ACCOUNT_SID = "AC" + "0" * 32
@@ -301,8 +301,16 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             f" {os.cpu_count()} CPUs"
         )
         bare_open = await open_loop(bare_url, rate, secs, "B")
+        measured = {"gateway": gateway.pid, "stand-ins": standins.pid}
+        if args.replies == "worker":
+            measured["reply worker"] = procs[1].pid
+        before = {name: cpu_seconds(pid) for name, pid in measured.items()}
+        before["postgres"], before["load generator"] = postgres_cpu_seconds(), time.process_time()
         gw_open = await open_loop(gw_url, rate, secs, "G")
         await wait_replies_done(dsn)
+        after = {name: cpu_seconds(pid) for name, pid in measured.items()}
+        after["postgres"], after["load generator"] = postgres_cpu_seconds(), time.process_time()
+        cpu_per_request = {k: (after[k] - before[k]) / max(1, gw_open["n"]) for k in before}
         assert standins.stdin is not None and standins.stdout is not None
         standins.stdin.write("dump\n")
         standins.stdin.flush()
@@ -335,6 +343,10 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                 f" {len(values)} replies  p50 {pct(values, 50):.1f} ms"
                 f"  p95 {pct(values, 95):.1f} ms  p99 {pct(values, 99):.1f} ms"
             )
+        print(
+            f"  CPU per inbound SMS at {rate:.0f}/s, acknowledgement and reply included: "
+            + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in cpu_per_request.items())
+        )
         print(
             f"  gateway ack at {args.reply_rate:.0f}/s: p50 {calm['p50']:.2f} ms"
             f"  p99 {calm['p99']:.2f} ms"
