@@ -25,6 +25,21 @@ from worker.caller import Caller
 logger = logging.getLogger("worker.call")
 
 
+_TIMINGS = (
+    "transcription_delay",
+    "end_of_turn_delay",
+    "llm_node_ttft",
+    "tts_node_ttfb",
+    "e2e_latency",
+)
+
+
+def _timings(item: ChatMessage) -> dict[str, float]:
+    """The latency figures the framework measured for one chat item, in seconds."""
+    metrics: dict[str, Any] = dict(item.metrics or {})
+    return {key: round(float(metrics[key]), 4) for key in _TIMINGS if key in metrics}
+
+
 class CallSession:
     def __init__(
         self,
@@ -102,6 +117,12 @@ class CallSession:
     def _on_item_added(self, event: ConversationItemAddedEvent) -> None:
         item = event.item
         if isinstance(item, ChatMessage) and item.role in ("user", "assistant"):
+            if item.metrics:
+                # Where a turn's time went (STT, end of turn, LLM, TTS, end to end).
+                logger.info(
+                    "call.turn_metrics",
+                    extra={**self.log_extra, "role": item.role, **_timings(item)},
+                )
             text = (item.text_content or "").strip()
             if text:
                 self.spawn(self.store_message(item, text), name="store_transcript")

@@ -6,10 +6,13 @@ LiveKit Cloud model, so turn detection and barge-in run offline on the Silero VA
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import httpx2
+import openai as openai_sdk
 from livekit.agents import TurnHandlingOptions, vad
 from livekit.plugins import openai, silero
 
@@ -24,6 +27,17 @@ class Providers:
     stt: openai.STT
     llm: openai.LLM
     tts: openai.TTS
+    client: openai_sdk.AsyncClient  # shared by the three; the caller closes it
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (~100 ms of CPU), and
+    each plugin building its own client per call stalled every call's audio in the process."""
+    return httpx2.create_ssl_context()
 
 
 def load_vad(settings: Settings) -> vad.VAD:
@@ -37,30 +51,37 @@ def stt_language(agent_language: str) -> str:
 
 
 def build_providers(settings: Settings, agent: Agent) -> Providers:
-    api_key = settings.openai_api_key or "unset"
-    base_url = settings.openai_base_url
+    """STT, LLM and TTS of one call over one HTTP client (one connection pool)."""
+    client = openai_sdk.AsyncClient(
+        api_key=settings.openai_api_key or "unset",
+        base_url=settings.openai_base_url,
+        max_retries=0,  # STT and TTS retry through the session's connect options
+        http_client=httpx2.AsyncClient(
+            verify=tls_context(),
+            timeout=httpx2.Timeout(connect=5.0, read=5.0, write=5.0, pool=5.0),
+            follow_redirects=True,
+            limits=httpx2.Limits(max_connections=8, keepalive_expiry=120),
+        ),
+    )
+    llm_client = client.with_options(
+        timeout=httpx2.Timeout(settings.openai_timeout_seconds, connect=5.0),
+        max_retries=settings.openai_max_retries,
+    )
     return Providers(
         stt=openai.STT(
             model=settings.openai_stt_model,
             language=stt_language(agent.language),
             detect_language=settings.worker_stt_detect_language,
-            base_url=base_url,
-            api_key=api_key,
+            client=client,
         ),
-        llm=openai.LLM(
-            model=agent.chat_model or settings.openai_chat_model,
-            base_url=base_url,
-            api_key=api_key,
-            timeout=httpx2.Timeout(settings.openai_timeout_seconds, connect=5.0),
-            max_retries=settings.openai_max_retries,
-        ),
+        llm=openai.LLM(model=agent.chat_model or settings.openai_chat_model, client=llm_client),
         tts=openai.TTS(
             model=settings.openai_tts_model,
             voice=agent.voice or DEFAULT_VOICE,
-            base_url=base_url,
-            api_key=api_key,
             response_format="pcm",
+            client=client,
         ),
+        client=client,
     )
 
 

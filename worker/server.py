@@ -56,8 +56,9 @@ def load_settings() -> Settings:
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load the Silero VAD once per process, before any job needs it."""
+    """Load the Silero VAD and the TLS context once per process, before any job needs them."""
     proc.userdata["vad"] = providers.load_vad(load_settings())
+    providers.tls_context()
 
 
 async def on_request(request: JobRequest) -> None:
@@ -125,6 +126,8 @@ async def _run_session(
     )
     _CALLS[ctx.job.id] = call
     built = providers.build_providers(settings, admitted.agent)
+    # Shutdown callbacks run after the session has closed and on_session_end has run.
+    ctx.add_shutdown_callback(built.aclose)
     session: AgentSession[None] = AgentSession(
         vad=ctx.proc.userdata.get("vad") or providers.load_vad(settings),
         stt=built.stt,
