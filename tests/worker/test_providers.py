@@ -1,0 +1,43 @@
+"""The session's providers and turn handling as built from settings (no server needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from shared.models import Agent
+from shared.settings import Settings
+from worker import providers
+
+
+def test_barge_in_pauses_at_the_vads_start_of_speech_and_resumes_without_words() -> None:
+    handling = providers.turn_handling(Settings())
+    interruption = handling["interruption"]
+    assert handling["turn_detection"] == "vad" and interruption["mode"] == "vad"
+    # The VAD's minimum speech (50 ms) is all it takes to pause the agent...
+    assert interruption["min_duration"] == 0.05
+    # ...and a pause that no words follow (a cough, "uh-huh") resumes the reply.
+    assert interruption["resume_false_interruption"] is True
+    assert interruption["false_interruption_timeout"] == 2.0
+
+
+def test_interruption_thresholds_are_settings() -> None:
+    settings = Settings(worker_interruption_min_duration=0.3, worker_interruption_min_words=2)
+    interruption = providers.turn_handling(settings)["interruption"]
+    assert (interruption["min_duration"], interruption["min_words"]) == (0.3, 2)
+
+
+async def test_a_calls_providers_share_one_client_and_the_process_tls_context() -> None:
+    agent = Agent(
+        id=uuid4(), workspace_id=uuid4(), name="Sara", instructions="Help.", greeting="",
+        modality="voice", language="ar-EG", voice=None, chat_model=None, active=True,
+        max_call_seconds=600, handoff_number=None, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    first = providers.build_providers(Settings(), agent)
+    second = providers.build_providers(Settings(), agent)
+    try:
+        assert first.client is not second.client
+        assert providers.tls_context() is providers.tls_context()
+    finally:
+        await first.aclose()
+        await second.aclose()
