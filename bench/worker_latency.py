@@ -7,20 +7,30 @@ LiveKit participants speaking espeak-ng audio; every figure is measured on the c
     .venv/bin/python bench/worker_latency.py [--turns 20] [--barge-ins 15] [--calls 10,25]
 
 Figures:
-  turn overhead = caller's end of speech -> agent's first audio frame, minus the endpointing
-                  delay and the providers' latencies (the ideal critical path, printed), with
-                  preemptive generation off so the path is sequential; p50/p95 (target p95 <
-                  60 ms). The end-to-end time with preemptive generation on is printed beside it.
+  turn overhead = caller's end of speech (the last voiced 10 ms frame leaving the caller, not
+                  the end of espeak's ~0.3 s trailing silence) -> agent's first audio frame
+                  heard by the caller, minus the endpointing delay and the providers'
+                  latencies (the ideal critical path, printed), with preemptive generation
+                  off so the path is sequential; p50/p95 (target p95 < 60 ms). It includes
+                  WebRTC both ways (~45 ms each way on loopback) and the Silero VAD's decay
+                  after speech. The worker's own per-stage figures (its call.turn_metrics
+                  log lines) are printed beside it, and the end-to-end time with preemptive
+                  generation on.
   barge-in      = caller's speech onset over a long reply -> the agent's audio stopping,
                   p50/p95 (target p95 < 300 ms), for the configured interruption threshold.
   concurrency   = N calls at once on one worker: turn overhead p95 and worker memory (PSS of
-                  the worker's whole process tree) per call (targets: >= 25 calls, < 60 MB).
+                  the worker's whole process tree) per call (targets: >= 25 calls, < 60 MB),
+                  and the CPU (cores) the worker, the callers and livekit-server used while
+                  talking: the callers are real WebRTC participants on the same 2 cores.
+
+    --sections turns,barge-in,concurrency picks figures; --calls/--executors the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,7 +51,13 @@ from tests import factories  # noqa: E402
 from tests.livekit_server import LiveKitServer, die_with_parent, free_port  # noqa: E402
 from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
 from tests.worker.conftest import WorkerProcess, start_worker, worker_env  # noqa: E402
-from tests.worker.phone import Phone, espeak_pcm, sip_token  # noqa: E402
+from tests.worker.phone import (  # noqa: E402
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    Phone,
+    espeak_pcm,
+    sip_token,
+)
 
 NUMBER = "+15557654321"
 AGENT = "wassla-voice-bench"
@@ -81,6 +98,29 @@ def tree_pss_mb(root_pid: int) -> float:
         except OSError:
             pass
     return total_kb / 1024
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
 
 
 def serve_standin(port_file: str) -> None:
@@ -170,10 +210,24 @@ class Bench:
         return phone
 
 
+def trailing_silence(pcm: bytes, threshold: float = 100.0) -> float:
+    """Seconds of silence after the last voiced 10 ms frame (espeak-ng pads ~0.3 s)."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frame = SAMPLES_PER_FRAME
+    frames = len(samples) // frame
+    for i in range(frames - 1, -1, -1):
+        chunk = samples[i * frame : (i + 1) * frame]
+        if np.sqrt(np.mean(chunk * chunk)) >= threshold:
+            return (len(samples) - (i + 1) * frame) / SAMPLE_RATE
+    return 0.0
+
+
 async def one_turn(phone: Phone, utterance: bytes) -> float:
     """Seconds from the caller's end of speech to the agent's first audible frame."""
     phone.say(utterance)
-    ended = await phone.finish_saying(within=30)
+    # The end of speech is the last voiced frame leaving the caller, not the end of the
+    # clip's trailing silence.
+    ended = await phone.finish_saying(within=30) - trailing_silence(utterance)
     first = await phone.wait_agent_speaking(after=ended, within=30)
     await phone.wait_agent_quiet(after=first, quiet=0.4, within=30)
     return first - ended
@@ -187,9 +241,25 @@ async def turn_overhead(
         phone = await bench.dial()
         samples = [await one_turn(phone, utterance) for _ in range(turns)]
         await phone.hang_up()
+        await worker.wait_idle()
+        print_stage_timings(worker)
         return samples
     finally:
         worker.stop()
+
+
+def print_stage_timings(worker: WorkerProcess) -> None:
+    """The worker's own per-turn figures (its `call.turn_metrics` log lines), p50/p95."""
+    stages: dict[str, list[float]] = {}
+    for line in worker.log().splitlines():
+        if '"call.turn_metrics"' not in line:
+            continue
+        record = json.loads(line)
+        for key, value in record.items():
+            if key.endswith(("_delay", "_ttft", "_ttfb", "_latency")):
+                stages.setdefault(f"{record['role']}.{key}", []).append(float(value))
+    for name, values in sorted(stages.items()):
+        print(f"    worker {name:34s} p50 {ms(pct(values, 50))}  p95 {ms(pct(values, 95))}")
 
 
 async def barge_in(
@@ -265,7 +335,15 @@ async def concurrency(
                     return
 
         # Staggered so turns overlap the way independent callers' do.
+        server_pid = bench.livekit.process.pid if bench.livekit.process else 0
+        pids = {"worker": worker.process.pid, "callers": os.getpid(), "livekit-server": server_pid}
+        cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+        wall_before = time.monotonic()
         await asyncio.gather(*(talk(p, i * 0.37 % 2.0) for i, p in enumerate(phones)))
+        wall = time.monotonic() - wall_before
+        shares = {n: (tree_cpu_seconds(p) - cpu_before[n]) / wall for n, p in pids.items()}
+        print("    CPU while talking (cores): "
+              + ", ".join(f"{name} {share:.2f}" for name, share in shares.items()))  # fmt: skip
         for phone in phones:
             await phone.hang_up()
         if unanswered:
@@ -273,6 +351,51 @@ async def concurrency(
         return samples, idle_mb, busy_mb
     finally:
         worker.stop()
+
+
+async def turn_figures(bench: Bench, turns: int, utterance: bytes, critical: float) -> None:
+    e2e = await turn_overhead(bench, turns, utterance, preemptive=False)
+    over = [s - critical for s in e2e]
+    print("    samples (ms):", " ".join(f"{x * 1000:.0f}" for x in over))
+    print(f"\n(1) turn overhead, {len(e2e)} turns, preemptive generation off:")
+    print(f"    end-to-end p50 {ms(pct(e2e, 50))}  p95 {ms(pct(e2e, 95))}"
+          f"  (ratio to baseline p50 {pct(e2e, 50) / critical:.2f}x)")  # fmt: skip
+    print(f"    overhead   p50 {ms(pct(over, 50))}  p95 {ms(pct(over, 95))}"
+          f"  target p95 < 60 ms: {'met' if pct(over, 95) < 0.060 else 'MISSED'}")  # fmt: skip
+    pre = await turn_overhead(bench, max(5, turns // 2), utterance, preemptive=True)
+    print(f"    with preemptive generation on (production default): end-to-end"
+          f" p50 {ms(pct(pre, 50))}  p95 {ms(pct(pre, 95))}")  # fmt: skip
+
+
+async def barge_in_figures(
+    bench: Bench, count: int, utterance: bytes, interrupt: bytes, min_duration: float
+) -> None:
+    barges = await barge_in(bench, count, utterance, interrupt, min_duration)
+    print(f"\n(2) barge-in, {len(barges)} interruptions,"
+          f" WORKER_INTERRUPTION_MIN_DURATION={min_duration}:")  # fmt: skip
+    print(f"    onset -> agent audio stops p50 {ms(pct(barges, 50))}"
+          f"  p95 {ms(pct(barges, 95))}  target p95 < 300 ms:"
+          f" {'met' if pct(barges, 95) < 0.300 else 'MISSED'}")  # fmt: skip
+
+
+async def concurrency_figures(
+    bench: Bench,
+    calls: list[int],
+    utterance: bytes,
+    turns: int,
+    executors: list[str],
+    critical: float,
+) -> None:
+    print("\n(3) concurrent calls on one worker (this box: 2 cores shared with"
+          " livekit-server, Postgres, the stand-in and the callers):")  # fmt: skip
+    for executor in executors:
+        for n in calls:
+            samples, idle_mb, busy_mb = await concurrency(bench, n, utterance, turns, executor)
+            over = [x - critical for x in samples] or [float("nan")]
+            per_call = (busy_mb - idle_mb) / n  # n dialled; see the "never greeted" line
+            print(f"    {executor:7s} {n:3d} calls: overhead p50 {ms(pct(over, 50))}"
+                  f" p95 {ms(pct(over, 95))}; worker PSS idle {idle_mb:.0f} MB,"
+                  f" with calls {busy_mb:.0f} MB -> {per_call:.1f} MB/call")  # fmt: skip
 
 
 async def main() -> None:
@@ -283,11 +406,15 @@ async def main() -> None:
     parser.add_argument("--concurrent-turns", type=int, default=3)
     parser.add_argument("--executors", default="process,thread")
     parser.add_argument("--interrupt-min-durations", default="0.5,0.1")
+    parser.add_argument(
+        "--sections", default="turns,barge-in,concurrency", help="figures to measure"
+    )
     parser.add_argument("--serve-standin", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_standin:
         serve_standin(args.serve_standin)
         return
+    sections = set(args.sections.split(","))
 
     data_dir = Path(tempfile.mkdtemp(prefix="wassla-bench-"))
     os.chmod(data_dir, 0o755)  # Postgres runs as its own user
@@ -321,38 +448,20 @@ async def main() -> None:
               f" endpointing {ms(ENDPOINT_S)}")  # fmt: skip
         print(f"ideal critical path (baseline) = max(VAD silence + STT, endpointing)"
               f" + LLM TTFT + TTS TTFB = {ms(critical)}")  # fmt: skip
-
-        e2e = await turn_overhead(bench, args.turns, utterance, preemptive=False)
-        over = [s - critical for s in e2e]
-        print(f"\n(1) turn overhead, {len(e2e)} turns, preemptive generation off:")
-        print(f"    end-to-end p50 {ms(pct(e2e, 50))}  p95 {ms(pct(e2e, 95))}"
-              f"  (ratio to baseline p50 {pct(e2e, 50) / critical:.2f}x)")  # fmt: skip
-        print(f"    overhead   p50 {ms(pct(over, 50))}  p95 {ms(pct(over, 95))}"
-              f"  target p95 < 60 ms: {'met' if pct(over, 95) < 0.060 else 'MISSED'}")  # fmt: skip
-        pre = await turn_overhead(bench, max(5, args.turns // 2), utterance, preemptive=True)
-        print(f"    with preemptive generation on (production default): end-to-end"
-              f" p50 {ms(pct(pre, 50))}  p95 {ms(pct(pre, 95))}")  # fmt: skip
-
-        for min_duration in (float(x) for x in args.interrupt_min_durations.split(",")):
-            barges = await barge_in(bench, args.barge_ins, utterance, interrupt, min_duration)
-            print(f"\n(2) barge-in, {len(barges)} interruptions,"
-                  f" WORKER_INTERRUPTION_MIN_DURATION={min_duration}:")  # fmt: skip
-            print(f"    onset -> agent audio stops p50 {ms(pct(barges, 50))}"
-                  f"  p95 {ms(pct(barges, 95))}  target p95 < 300 ms:"
-                  f" {'met' if pct(barges, 95) < 0.300 else 'MISSED'}")  # fmt: skip
-
-        print("\n(3) concurrent calls on one worker (this box: 2 cores shared with"
-              " livekit-server, Postgres, the stand-in and the callers):")  # fmt: skip
-        for executor in args.executors.split(","):
-            for n in (int(x) for x in args.calls.split(",")):
-                samples, idle_mb, busy_mb = await concurrency(
-                    bench, n, utterance, args.concurrent_turns, executor
-                )
-                over = [x - critical for x in samples] or [float("nan")]
-                per_call = (busy_mb - idle_mb) / n  # n dialled; see the "never greeted" line
-                print(f"    {executor:7s} {n:3d} calls: overhead p50 {ms(pct(over, 50))}"
-                      f" p95 {ms(pct(over, 95))}; worker PSS idle {idle_mb:.0f} MB,"
-                      f" with calls {busy_mb:.0f} MB -> {per_call:.1f} MB/call")  # fmt: skip
+        if "turns" in sections:
+            await turn_figures(bench, args.turns, utterance, critical)
+        if "barge-in" in sections:
+            for min_duration in (float(x) for x in args.interrupt_min_durations.split(",")):
+                await barge_in_figures(bench, args.barge_ins, utterance, interrupt, min_duration)
+        if "concurrency" in sections:
+            await concurrency_figures(
+                bench,
+                [int(x) for x in args.calls.split(",")],
+                utterance,
+                args.concurrent_turns,
+                args.executors.split(","),
+                critical,
+            )
     finally:
         livekit.stop()
         standin.stop()

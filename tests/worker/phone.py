@@ -9,6 +9,7 @@ agent's audio is timed and measured, so tests can tell when the agent speaks and
 from __future__ import annotations
 
 import asyncio
+import bisect
 import shutil
 import struct
 import subprocess
@@ -179,19 +180,22 @@ class Phone:
             await asyncio.sleep(0.01)
         return self.speech_ended_at
 
+    def _heard_since(self, after: float) -> list[tuple[float, float]]:
+        """Frames heard at or after `after` (a bisect: callers poll this many times a second
+        over calls of minutes, so a scan from the start would grow with the call)."""
+        return self.heard[bisect.bisect_left(self.heard, after, key=lambda entry: entry[0]) :]
+
     def agent_speaking_at(self, after: float) -> float | None:
         """The first moment after `after` the agent's audio was loud, or None."""
-        for at, level in self.heard:
-            if at >= after and level >= SPEECH_RMS:
+        for at, level in self._heard_since(after):
+            if level >= SPEECH_RMS:
                 return at
         return None
 
     def agent_silent_since(self, after: float, quiet: float = 0.3) -> float | None:
         """Start of the first `quiet`-long stretch of silence after `after` (frames or none)."""
         last_loud = after
-        for at, level in self.heard:
-            if at < after:
-                continue
+        for at, level in self._heard_since(after):
             if level >= SPEECH_RMS:
                 last_loud = at
         if time.monotonic() - last_loud >= quiet:
@@ -201,8 +205,8 @@ class Phone:
     def agent_stopped_after(self, onset: float, quiet: float = 0.25) -> float | None:
         """The last loud frame before the agent's first `quiet`-long silence after `onset`."""
         last_loud: float | None = None
-        for at, level in self.heard:
-            if at < onset or level < SPEECH_RMS:
+        for at, level in self._heard_since(onset):
+            if level < SPEECH_RMS:
                 continue
             if last_loud is not None and at - last_loud >= quiet:
                 return last_loud
