@@ -91,9 +91,9 @@ class Settings(BaseSettings):
     worker_drain_timeout_seconds: int = 285
     worker_health_port: int = 8081
     # Voice worker: barge-in (VAD-based, offline) and endpointing thresholds
-    # Caller speech that pauses the agent: 0.05 s is the VAD's own start of speech (measured
-    # barge-in ~240 ms p50; 0.1 s ~370 ms, 0.5 s ~800 ms). A pause with no words transcribed
-    # by false_interruption_timeout (a cough, "uh-huh") resumes the reply where it stopped.
+    # Caller speech that pauses the agent: 0.05 s is the VAD's own start of speech (bench
+    # barge-in p50 240-290 ms, p95 295-330 ms; 0.1 s ~370 ms, 0.5 s ~700-800 ms). A pause
+    # with no words by false_interruption_timeout (a cough, "uh-huh") resumes the reply.
     worker_interruption_min_duration: float = 0.05
     worker_interruption_min_words: int = 0  # >0 also requires that many transcribed words
     worker_false_interruption_timeout: float = 2.0  # no words by then: resume the agent
