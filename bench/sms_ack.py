@@ -9,6 +9,8 @@ Processes (each its own, so none steals another's event loop):
     DATABASE_URL), with the Twilio REST and OpenAI-compatible stand-ins (zero model delay)
     in a third process;
   - a bare FastAPI app under uvicorn with the same server settings, returning `<Response/>`;
+  - the same with only the gateway's signature check (no database): the ceiling for any
+    signed webhook on this stack, printed beside the ratio;
   - this process: an open-loop load generator (requests fire on schedule, latency counted
     from the scheduled time, so a slow server cannot slow the offered load down).
 
@@ -81,6 +83,28 @@ def serve_bare() -> None:
     async def bare(request: Request) -> Response:
         await request.body()  # read the form as the gateway does
         return Response(body, media_type="application/xml")
+
+    _serve(app)
+
+
+def serve_signed_only() -> None:
+    """The ceiling for any signed webhook here: the gateway's own signature check
+    (webhook_gateway.twilio_signature, the twilio library's validator) and its TwiML, no
+    database. Not a target; it shows how much of the gap to bare is the check itself."""
+    from types import SimpleNamespace
+
+    from fastapi import Depends
+
+    from shared.settings import Settings
+    from webhook_gateway.twilio_signature import verified_twilio_request
+    from webhook_gateway.twiml import empty_response
+
+    app = FastAPI()
+    app.state.gateway = SimpleNamespace(settings=Settings())  # what deps.get_state reads
+
+    @app.post("/twilio-sms", dependencies=[Depends(verified_twilio_request)])
+    async def signed() -> Response:
+        return empty_response()
 
     _serve(app)
 
@@ -291,7 +315,8 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             procs.append(_spawn_reply_worker(gateway_env))
         gateway, g = _spawn("gateway", gateway_env)
         bare, b = _spawn("bare", env)
-        procs += [gateway, bare]
+        signed_only, so = _spawn("signed", gateway_env)
+        procs += [gateway, bare, signed_only]
         gw_url, bare_url = g["port"], b["port"]
         await asyncio.sleep(1.0)
 
@@ -326,6 +351,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         to_rest_calm = await send_latencies(dsn, sent, calm["sent_at"])
 
         bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
+        signed_max = await closed_loop(so["port"], args.concurrency, args.closed_seconds, "S")
         gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
         await wait_replies_done(dsn)
 
@@ -354,7 +380,9 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         print(f"closed loop, {args.concurrency} concurrent, {args.closed_seconds:.0f} s each:")
         print(f"  bare TwiML          {bare_max:7.0f} req/s")
         print(f"  gateway /twilio-sms {gw_max:7.0f} req/s")
+        print(f"  signature check only{signed_max:7.0f} req/s  (ceiling: the check, no database)")
         print(f"throughput ratio gateway/bare: {gw_max / bare_max:.2f}")
+        print(f"  (signature check only/bare: {signed_max / bare_max:.2f})")
     finally:
         for proc in procs:
             proc.terminate()
@@ -378,7 +406,7 @@ def _stop_embedded(data_dir: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve", choices=["gateway", "bare", "standins"])
+    parser.add_argument("--serve", choices=["gateway", "bare", "signed", "standins"])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -396,6 +424,8 @@ if __name__ == "__main__":
         serve_gateway()
     elif cli.serve == "bare":
         serve_bare()
+    elif cli.serve == "signed":
+        serve_signed_only()
     elif cli.serve == "standins":
         serve_standins()
     else:
