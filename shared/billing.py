@@ -50,8 +50,7 @@ def decide_spend(workspace: Workspace, plan: Plan, kind: ChannelKind) -> SpendDe
 
 
 async def may_spend(conn: Connection, workspace_id: UUID, kind: ChannelKind) -> SpendDecision:
-    workspace = await workspaces.get_workspace(conn, workspace_id)
-    plan = await workspaces.get_plan(conn, workspace.plan)
+    workspace, plan = await workspaces.get_workspace_and_plan(conn, workspace_id)
     return decide_spend(workspace, plan, kind)
 
 

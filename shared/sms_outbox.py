@@ -22,7 +22,6 @@ from uuid import UUID
 
 import asyncpg
 
-from shared import conversations
 from shared.pg import Connection
 
 _COLUMNS = (
@@ -208,28 +207,32 @@ async def record_sent(
     in either order or at once; the outbound message is stored once. False when the reply
     already has a different MessageSid.
     """
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            """
+    # One statement (atomic without a transaction): mark the reply, store its outbound
+    # message once per MessageSid, and move the conversation's last-message time.
+    stored: bool = await conn.fetchval(
+        """
+        with sent as (
             update sms_replies set status = 'sent', message_sid = $2, updated_at = now(),
                    lease_until = null,
                    error = case when status = 'sent' then error end
             where id = $1 and (message_sid is null or message_sid = $2)
             returning conversation_id, body
-            """,
-            reply_id,
-            message_sid,
+        ), inserted as (
+            insert into messages (conversation_id, direction, role, body, provider_id, status,
+                                  num_segments)
+            select conversation_id, 'outbound', 'assistant', coalesce(body, ''), $2, $3, $4
+            from sent
+            on conflict (provider_id) do nothing
+            returning conversation_id, created_at
+        ), touched as (
+            update conversations set last_message_at = inserted.created_at
+            from inserted where conversations.id = inserted.conversation_id
         )
-        if row is None:
-            return False
-        await conversations.add_message(
-            conn,
-            row["conversation_id"],
-            direction="outbound",
-            role="assistant",
-            body=row["body"] or "",
-            provider_id=message_sid,
-            status=status,
-            num_segments=num_segments,
-        )
-        return True
+        select exists (select 1 from sent)
+        """,
+        reply_id,
+        message_sid,
+        status,
+        num_segments,
+    )
+    return stored

@@ -48,6 +48,24 @@ async def get_workspace(conn: Connection, workspace_id: UUID) -> Workspace:
     return Workspace.from_row(row)
 
 
+async def get_workspace_and_plan(conn: Connection, workspace_id: UUID) -> tuple[Workspace, Plan]:
+    """The workspace and its plan in one round trip (checked before every AI spend)."""
+    row = await conn.fetchrow(
+        """
+        select w.id, w.name, w.plan, w.billing_mode, w.credit_balance_minor,
+               w.enabled_calling_codes, w.created_at, p.name as plan_name, p.includes_sms,
+               p.includes_voice, p.sms_segment_price_minor, p.voice_minute_price_minor,
+               p.currency
+        from workspaces w join plans p on p.code = w.plan where w.id = $1
+        """,
+        workspace_id,
+    )
+    if row is None:
+        raise NotFound(f"workspace {workspace_id} not found")
+    plan = Plan.from_row({**dict(row), "code": row["plan"], "name": row["plan_name"]})
+    return Workspace.from_row(row), plan
+
+
 async def list_workspaces(conn: Connection) -> list[Workspace]:
     rows = await conn.fetch(f"select {_COLUMNS} from workspaces order by created_at, id")
     return [Workspace.from_row(r) for r in rows]
