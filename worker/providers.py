@@ -40,9 +40,21 @@ def tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+def vad_options(settings: Settings) -> dict[str, float]:
+    """The Silero VAD's thresholds from settings."""
+    return {
+        "min_silence_duration": settings.worker_vad_min_silence,
+        "min_speech_duration": settings.worker_vad_min_speech,
+    }
+
+
 def load_vad(settings: Settings) -> vad.VAD:
     """Silero VAD from the wheel's bundled model (prewarmed once per worker process)."""
-    return silero.VAD.load(min_silence_duration=settings.worker_vad_min_silence)
+    options = vad_options(settings)
+    return silero.VAD.load(
+        min_silence_duration=options["min_silence_duration"],
+        min_speech_duration=options["min_speech_duration"],
+    )
 
 
 def stt_language(agent_language: str) -> str:

@@ -27,6 +27,12 @@ def test_interruption_thresholds_are_settings() -> None:
     assert (interruption["min_duration"], interruption["min_words"]) == (0.3, 2)
 
 
+def test_vad_starts_speech_after_one_window_and_its_thresholds_are_settings() -> None:
+    assert providers.vad_options(Settings())["min_speech_duration"] == 0.032  # one 32 ms window
+    options = providers.vad_options(Settings(worker_vad_min_speech=0.1, worker_vad_min_silence=0.4))
+    assert options == {"min_speech_duration": 0.1, "min_silence_duration": 0.4}
+
+
 async def test_a_calls_providers_share_one_client_and_the_process_tls_context() -> None:
     agent = Agent(
         id=uuid4(), workspace_id=uuid4(), name="Sara", instructions="Help.", greeting="",
