@@ -37,14 +37,14 @@ def _run(
     )  # fmt: skip
 
 
-def test_one_app_in_frankfurt_with_two_process_groups() -> None:
+def test_one_app_in_frankfurt_with_three_process_groups() -> None:
     assert FLY["primary_region"] == "fra"
-    assert set(FLY["processes"]) == {"gateway", "worker"}
+    assert set(FLY["processes"]) == {"gateway", "sms", "worker"}
     assert FLY["kill_signal"] == "SIGTERM"
     assert FLY["kill_timeout"] == 300
 
 
-@pytest.mark.parametrize("group", ["gateway", "worker"])
+@pytest.mark.parametrize("group", ["gateway", "sms", "worker"])
 def test_every_process_command_exists_and_starts(group: str) -> None:
     command = FLY["processes"][group]
     result = _run(command, "--help")
@@ -78,7 +78,14 @@ def test_drain_timeout_fits_inside_the_kill_timeout() -> None:
 def test_bluegreen_deploys_with_vm_sizes_per_group() -> None:
     assert FLY["deploy"]["strategy"] == "bluegreen"
     sized = {g for vm in FLY["vm"] for g in vm["processes"]}
-    assert sized == {"gateway", "worker"}
+    assert sized == set(FLY["processes"])
+
+
+def test_gateways_queue_sms_replies_for_the_sms_group() -> None:
+    # Every group reads the same [env]: gateways only queue, the sms group sends.
+    env = {k: v for k, v in FLY["env"].items()}
+    assert Settings(**{"sms_replies": env["SMS_REPLIES"]}).sms_replies == "worker"
+    assert FLY["processes"]["sms"] == "python -m webhook_gateway.sms_worker"
 
 
 async def test_release_command_is_the_real_migrate_command(pg_dsn: str) -> None:
@@ -104,6 +111,9 @@ def test_production_commands_refuse_to_start_without_their_secrets() -> None:
     assert gateway.returncode != 0
     assert "DATABASE_URL" in gateway.stderr and "TWILIO_AUTH_TOKEN" in gateway.stderr
     assert "Traceback" not in gateway.stderr
+    sms = _run(FLY["processes"]["sms"], env={**env, "TWILIO_ACCOUNT_SID": ""})
+    assert sms.returncode != 0 and "TWILIO_AUTH_TOKEN" in sms.stderr
+    assert "Traceback" not in sms.stderr
     release = _run(FLY["deploy"]["release_command"], env=env)
     assert release.returncode != 0 and "DATABASE_URL" in release.stderr
 
