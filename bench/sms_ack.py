@@ -352,7 +352,15 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
 
         bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
         signed_max = await closed_loop(so["port"], args.concurrency, args.closed_seconds, "S")
+        closed_before = {name: cpu_seconds(pid) for name, pid in measured.items()}
+        closed_before["postgres"] = postgres_cpu_seconds()
+        closed_before["load generator"] = time.process_time()
         gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
+        closed_cpu = {
+            "postgres": postgres_cpu_seconds() - closed_before["postgres"],
+            "load generator": time.process_time() - closed_before["load generator"],
+            **{name: cpu_seconds(pid) - closed_before[name] for name, pid in measured.items()},
+        }
         await wait_replies_done(dsn)
 
         for name, r in (("bare TwiML", bare_open), ("gateway /twilio-sms", gw_open)):
@@ -381,6 +389,14 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         print(f"  bare TwiML          {bare_max:7.0f} req/s")
         print(f"  gateway /twilio-sms {gw_max:7.0f} req/s")
         print(f"  signature check only{signed_max:7.0f} req/s  (ceiling: the check, no database)")
+        done = gw_max * args.closed_seconds
+        print(
+            "  CPU per acknowledgement in the gateway's closed loop (cores used): "
+            + ", ".join(
+                f"{k} {v / done * 1e6:.0f} us ({v / args.closed_seconds:.2f})"
+                for k, v in closed_cpu.items()
+            )
+        )
         print(f"throughput ratio gateway/bare: {gw_max / bare_max:.2f}")
         print(f"  (signature check only/bare: {signed_max / bare_max:.2f})")
     finally:

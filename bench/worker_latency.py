@@ -42,6 +42,7 @@ from pathlib import Path
 
 import asyncpg
 import numpy as np
+from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -166,8 +167,10 @@ class Bench:
     livekit: LiveKitServer
     standin: OpenAIStandIn  # in-process: scripted replies (barge-in)
     remote_standin_url: str  # child process: fixed short replies (turns, concurrency)
+    remote_standin_pid: int
     dsn: str
     data_dir: Path
+    worker_env: dict[str, str]  # --worker-env: settings every worker of this run gets
 
     def worker(self, *, remote: bool = True, **extra: str) -> WorkerProcess:
         port = free_port()
@@ -187,6 +190,7 @@ class Bench:
                 "WORKER_NUM_IDLE_PROCESSES": "3",
                 "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "0",
                 **extra,
+                **self.worker_env,
             },
         )
         return start_worker(env, port, new_session=True)
@@ -220,6 +224,74 @@ def trailing_silence(pcm: bytes, threshold: float = 100.0) -> float:
         if np.sqrt(np.mean(chunk * chunk)) >= threshold:
             return (len(samples) - (i + 1) * frame) / SAMPLE_RATE
     return 0.0
+
+
+def leading_silence(pcm: bytes, threshold: float = 100.0) -> float:
+    """Seconds of silence before the first voiced 10 ms frame."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frame = SAMPLES_PER_FRAME
+    for i in range(len(samples) // frame):
+        chunk = samples[i * frame : (i + 1) * frame]
+        if np.sqrt(np.mean(chunk * chunk)) >= threshold:
+            return i * frame / SAMPLE_RATE
+    return 0.0
+
+
+async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> list[float]:
+    """The baseline the worker cannot beat: caller -> server -> an echo participant -> server
+    -> caller, with the worker's own frame sizes (its input stream's rate and 50 ms frames,
+    an output AudioSource with the same queue), and no processing in between."""
+    room = f"echo-{uuid.uuid4().hex[:10]}"
+    token = sip_token(
+        api_key=bench.livekit.api_key, api_secret=bench.livekit.api_secret, room=room,
+        identity="caller", caller_number="+15550001111", called_number=NUMBER,
+        call_sid="CA" + uuid.uuid4().hex, agent_name=None,
+    )  # fmt: skip
+    rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", "16000"))
+    echo = rtc.Room()
+    source = rtc.AudioSource(rate, 1, queue_size_ms=200)  # as the framework's audio output
+    tasks: list[asyncio.Task[None]] = []
+
+    async def mirror(track: rtc.Track) -> None:
+        stream = rtc.AudioStream.from_track(
+            track=track, sample_rate=rate, num_channels=1, frame_size_ms=50
+        )
+        async for event in stream:
+            await source.capture_frame(event.frame)
+
+    def on_track(track: rtc.Track, *_: object) -> None:
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            tasks.append(asyncio.ensure_future(mirror(track)))
+
+    echo.on("track_subscribed", on_track)
+    echo_token = (
+        api.AccessToken(bench.livekit.api_key, bench.livekit.api_secret)
+        .with_identity("echo")
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+    await echo.connect(bench.livekit.url, echo_token)
+    track = rtc.LocalAudioTrack.create_audio_track("echo", source)
+    options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    await echo.local_participant.publish_track(track, options)
+    phone = Phone(url=bench.livekit.url, token=token)
+    await phone.dial()
+    await asyncio.sleep(1.0)
+    voiced_from = leading_silence(utterance)
+    samples = []
+    try:
+        for _ in range(count):
+            onset = phone.say(utterance) + voiced_from
+            heard = await phone.wait_agent_speaking(after=onset, within=10)
+            samples.append(heard - onset)
+            await phone.finish_saying()
+            await phone.wait_agent_quiet(after=heard, quiet=0.4, within=10)
+    finally:
+        await phone.hang_up()
+        for task in tasks:
+            task.cancel()
+        await echo.disconnect()
+    return samples
 
 
 async def one_turn(phone: Phone, utterance: bytes) -> float:
@@ -336,12 +408,23 @@ async def concurrency(
 
         # Staggered so turns overlap the way independent callers' do.
         server_pid = bench.livekit.process.pid if bench.livekit.process else 0
-        pids = {"worker": worker.process.pid, "callers": os.getpid(), "livekit-server": server_pid}
-        cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+        pids = {"worker": worker.process.pid, "livekit-server": server_pid}
+
+        def cpu_now() -> dict[str, float]:
+            # This process's own CPU only: the worker, livekit-server, the stand-in and
+            # Postgres are its children, so a tree sum would count them twice.
+            return {
+                **{name: tree_cpu_seconds(pid) for name, pid in pids.items()},
+                "callers": time.process_time(),
+                "stand-in": tree_cpu_seconds(bench.remote_standin_pid),
+            }
+
+        cpu_before = cpu_now()
         wall_before = time.monotonic()
         await asyncio.gather(*(talk(p, i * 0.37 % 2.0) for i, p in enumerate(phones)))
         wall = time.monotonic() - wall_before
-        shares = {n: (tree_cpu_seconds(p) - cpu_before[n]) / wall for n, p in pids.items()}
+        cpu_after = cpu_now()
+        shares = {n: (cpu_after[n] - cpu_before[n]) / wall for n in cpu_before}
         print("    CPU while talking (cores): "
               + ", ".join(f"{name} {share:.2f}" for name, share in shares.items()))  # fmt: skip
         for phone in phones:
@@ -356,12 +439,24 @@ async def concurrency(
 async def turn_figures(bench: Bench, turns: int, utterance: bytes, critical: float) -> None:
     e2e = await turn_overhead(bench, turns, utterance, preemptive=False)
     over = [s - critical for s in e2e]
+    transport = await transport_round_trip(bench, utterance, max(10, turns // 2))
     print("    samples (ms):", " ".join(f"{x * 1000:.0f}" for x in over))
     print(f"\n(1) turn overhead, {len(e2e)} turns, preemptive generation off:")
     print(f"    end-to-end p50 {ms(pct(e2e, 50))}  p95 {ms(pct(e2e, 95))}"
           f"  (ratio to baseline p50 {pct(e2e, 50) / critical:.2f}x)")  # fmt: skip
     print(f"    overhead   p50 {ms(pct(over, 50))}  p95 {ms(pct(over, 95))}"
           f"  target p95 < 60 ms: {'met' if pct(over, 95) < 0.060 else 'MISSED'}")  # fmt: skip
+    # The same audio path with an echo in the worker's place: what WebRTC, the server and
+    # the frame sizes cost on their own, measured in this run.
+    beyond = [x - pct(transport, 50) for x in over]
+    print(
+        f"    transport round trip (echo participant, {len(transport)} utterances):"
+        f" p50 {ms(pct(transport, 50))}  p95 {ms(pct(transport, 95))}"
+    )
+    print(
+        f"    overhead beyond the transport's p50: p50 {ms(pct(beyond, 50))}"
+        f"  p95 {ms(pct(beyond, 95))}  (Silero's decay after speech, the worker's own work)"
+    )
     pre = await turn_overhead(bench, max(5, turns // 2), utterance, preemptive=True)
     print(f"    with preemptive generation on (production default): end-to-end"
           f" p50 {ms(pct(pre, 50))}  p95 {ms(pct(pre, 95))}")  # fmt: skip
@@ -409,6 +504,11 @@ async def main() -> None:
     parser.add_argument(
         "--sections", default="turns,barge-in,concurrency", help="figures to measure"
     )
+    parser.add_argument(
+        "--worker-env",
+        default="",
+        help="comma-separated KEY=VALUE settings for every worker (A/B runs of one knob)",
+    )
     parser.add_argument("--serve-standin", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_standin:
@@ -436,8 +536,10 @@ async def main() -> None:
         livekit=livekit,
         standin=standin,
         remote_standin_url=remote_url,
+        remote_standin_pid=remote.pid,
         dsn=dsn,
         data_dir=data_dir,
+        worker_env=dict(kv.split("=", 1) for kv in args.worker_env.split(",") if kv),
     )
     utterance = espeak_pcm("What time do you open tomorrow?")
     interrupt = espeak_pcm("Wait, wait, stop please, I have a question.")

@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     # Silero: speech that starts a segment (and so can pause the agent). One 32 ms window at
     # 16 kHz instead of the plugin's 50 ms (two windows): bench barge-in ~50 ms sooner.
     worker_vad_min_speech: float = 0.032
+    # The caller's audio as the session hears it. Phone audio is 8 kHz narrowband, and the
+    # Silero VAD runs at 16 kHz: taking 16 kHz from the track spares a resampler per call
+    # (the framework's default is 24 kHz). AGC runs the WebRTC audio processor on every
+    # frame; carriers already level phone audio, and the VAD and STT do not need it.
+    worker_input_sample_rate: int = 16000
+    worker_auto_gain_control: bool = False
+    # The stored call recording (Opus, caller left, agent right): 16 kHz keeps all of phone
+    # audio at half the encoding CPU of the framework's 48 kHz (worker/recording.py).
+    worker_recording_sample_rate: int = 16000
     # Playground (non-SIP) sessions without an agent in job/room metadata use this agent.
     worker_playground_agent_id: str | None = None
     # Live calls are touched every heartbeat; a call untouched for stale_seconds is closed
@@ -151,6 +160,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("worker_input_sample_rate", "worker_recording_sample_rate")
+    @classmethod
+    def _audio_rate(cls, value: int) -> int:
+        if value not in (8000, 16000, 24000, 48000):
+            raise ValueError("must be 8000, 16000, 24000 or 48000 (Hz)")
+        return value
 
     @field_validator("livekit_sip_allowed_addresses", mode="before")
     @classmethod

@@ -83,8 +83,7 @@ def test_bluegreen_deploys_with_vm_sizes_per_group() -> None:
 
 def test_gateways_queue_sms_replies_for_the_sms_group() -> None:
     # Every group reads the same [env]: gateways only queue, the sms group sends.
-    env = {k: v for k, v in FLY["env"].items()}
-    assert Settings(**{"sms_replies": env["SMS_REPLIES"]}).sms_replies == "worker"
+    assert Settings(sms_replies=FLY["env"]["SMS_REPLIES"]).sms_replies == "worker"
     assert FLY["processes"]["sms"] == "python -m webhook_gateway.sms_worker"
 
 

@@ -7,6 +7,7 @@ arrives on is not the one Twilio signed. Repeated form keys are kept (they are s
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -39,10 +40,28 @@ class TwilioRequest:
         return value if isinstance(value, str) else default
 
 
+class _SignedParams(dict[str, list[str]]):
+    """The form as RequestValidator reads it: every value of a key, found in one lookup.
+
+    The validator asks for `getall(name)` once per key and per URL variant it tries; a
+    starlette FormData answers that by scanning every field (quadratic in the form), a
+    plain dict by raising and catching two AttributeErrors per key first."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+@functools.lru_cache(maxsize=8)
+def _validator(auth_token: str) -> RequestValidator:
+    return RequestValidator(auth_token)
+
+
 def signed_url(public_base_url: str, request: Request) -> str:
     """The URL Twilio signed: our public base, the path, and the query exactly as sent."""
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    return public_base_url + request.url.path + (f"?{query}" if query else "")
+    scope = request.scope
+    query = scope.get("query_string", b"").decode("latin-1")
+    path: str = scope.get("root_path", "") + scope["path"]
+    return public_base_url + path + (f"?{query}" if query else "")
 
 
 async def _read_body(request: Request) -> bytes:
@@ -68,7 +87,7 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
     body = await _read_body(request)
     url = signed_url(settings.public_base_url, request)
     signature = request.headers.get("x-twilio-signature", "")
-    validator = RequestValidator(settings.twilio_auth_token)
+    validator = _validator(settings.twilio_auth_token)
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
     try:
         text = body.decode("utf-8")
@@ -93,7 +112,10 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
             raise HTTPException(status_code=400, detail="malformed form body") from None
         items: list[tuple[str, str | UploadFile]] = list(pairs)
         form = FormData(items)
-        valid = bool(signature) and validator.validate(url, form, signature, algorithm)
+        params = _SignedParams()
+        for key, value in pairs:
+            params.setdefault(key, []).append(value)
+        valid = bool(signature) and validator.validate(url, params, signature, algorithm)
     if not valid:
         logger.warning(
             "twilio.signature_rejected",

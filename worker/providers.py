@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 import openai as openai_sdk
-from livekit.agents import TurnHandlingOptions, vad
+from livekit.agents import TurnHandlingOptions, room_io, vad
 from livekit.plugins import openai, silero
 
 from shared.models import Agent
@@ -94,6 +94,14 @@ def build_providers(settings: Settings, agent: Agent) -> Providers:
             client=client,
         ),
         client=client,
+    )
+
+
+def audio_input(settings: Settings) -> room_io.AudioInputOptions:
+    """How the session takes the caller's track (rate and AGC from settings)."""
+    return room_io.AudioInputOptions(
+        sample_rate=settings.worker_input_sample_rate,
+        auto_gain_control=settings.worker_auto_gain_control,
     )
 
 

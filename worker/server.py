@@ -29,7 +29,7 @@ from livekit.agents import (
 from shared import calls, db
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.settings import Settings
-from worker import providers, refusal
+from worker import providers, recording, refusal
 from worker.admission import Admitted, Refused, admit_playground, admit_sip_caller
 from worker.call_session import CallSession
 from worker.caller import Caller, caller_from_participant, playground_agent_id
@@ -45,6 +45,22 @@ _CALLER_KINDS = [
 _CALLS: dict[str, CallSession] = {}
 # livekit-server stops dispatching to a worker whose reported load reaches this.
 SERVER_TARGET_LOAD = 0.7
+# Imported once in the forkserver, so every job process shares these pages copy-on-write
+# instead of importing them itself: our code (and with it asyncpg and pydantic), and what the
+# openai SDK and its HTTP client import lazily on a call's first request, on the event loop
+# (openai.pagination alone took ~580 ms there; the worker log showed turns blocked by it).
+PRELOAD_MODULES = [
+    __name__,
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "jiter",
+    "openai.pagination",
+    "openai.lib.streaming.chat",
+    "openai.resources.audio.transcriptions",
+    "openai.resources.audio.speech",
+    "openai.resources.chat.completions",
+]
 # Background tasks of the main process (the sweeper), referenced until they finish.
 _SERVER_TASKS: set[asyncio.Task[Any]] = set()
 
@@ -57,8 +73,10 @@ def load_settings() -> Settings:
 
 def prewarm(proc: JobProcess) -> None:
     """Load the Silero VAD and the TLS context once per process, before any job needs them."""
-    proc.userdata["vad"] = providers.load_vad(load_settings())
+    settings = load_settings()
+    proc.userdata["vad"] = providers.load_vad(settings)
     providers.tls_context()
+    recording.use_recording_rate(settings.worker_recording_sample_rate)
 
 
 async def on_request(request: JobRequest) -> None:
@@ -145,10 +163,14 @@ async def _run_session(
         room_options=room_io.RoomOptions(
             participant_identity=caller.identity,
             participant_kinds=_CALLER_KINDS,
+            audio_input=providers.audio_input(settings),
             close_on_disconnect=True,
             delete_room_on_close=True,
         ),
         record={"audio": True, "traces": False, "logs": False, "transcript": False},
+        # The session host streams every session event to the room for a remote console;
+        # a phone has no use for it (~3% of a call's Python time, and data packets).
+        session_host=not call.is_phone_call,
     )
     call.start_heartbeat()
     if call.is_phone_call:
@@ -236,6 +258,7 @@ def build_server(settings: Settings) -> AgentServer:
             else JobExecutorType.PROCESS
         ),
         setup_fnc=prewarm,
+        preload_modules=PRELOAD_MODULES,
         **options,
     )
     server.rtc_session(

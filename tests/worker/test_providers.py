@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import av
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
 from shared.models import Agent
 from shared.settings import Settings
-from worker import providers
+from worker import providers, recording
 
 
 def test_barge_in_pauses_at_the_vads_start_of_speech_and_resumes_without_words() -> None:
@@ -47,3 +53,35 @@ async def test_a_calls_providers_share_one_client_and_the_process_tls_context() 
     finally:
         await first.aclose()
         await second.aclose()
+
+
+def test_caller_audio_is_taken_at_the_vads_rate_without_gain_control() -> None:
+    options = providers.audio_input(Settings())
+    assert (options.sample_rate, options.auto_gain_control) == (16000, False)
+    tuned = providers.audio_input(
+        Settings(worker_input_sample_rate=24000, worker_auto_gain_control=True)
+    )
+    assert (tuned.sample_rate, tuned.auto_gain_control) == (24000, True)
+
+
+def test_an_audio_rate_no_codec_takes_is_refused_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="8000, 16000, 24000 or 48000"):
+        Settings(worker_input_sample_rate=22050)
+    with pytest.raises(ValidationError, match="8000, 16000, 24000 or 48000"):
+        Settings(worker_recording_sample_rate=44100)
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_opus_header_rate_is_read_from_a_real_ogg_file(rate: int) -> None:
+    """An Ogg Opus file written by PyAV's libopus (the recorder's encoder) at `rate`; the
+    worker tests read a real call's recording the same way."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=rate, layout="stereo")
+        block = np.zeros((2, rate // 10), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    assert recording.opus_input_rate(buffer.getvalue()) == rate
+    assert recording.opus_input_rate(b"not an ogg file") is None

@@ -16,11 +16,13 @@ import pytest
 from shared import calls as calls_db
 from shared.models import BillingMode
 from shared.recordings import S3RecordingStore
+from shared.settings import Settings
 from tests import factories
 from tests.livekit_tap import LiveKitTap
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.worker.conftest import BUCKET, CallFactory, WorkerProcess
 from tests.worker.phone import espeak_pcm
+from worker.recording import opus_input_rate
 
 OUR_NUMBER = "+15557654321"
 T = TypeVar("T")
@@ -149,6 +151,8 @@ async def test_sip_call_is_greeted_answered_transcribed_live_recorded_and_charge
     data = await store.get(recording["bucket_key"])
     assert recording["content_type"] == "audio/ogg"
     assert data[:4] == b"OggS" and len(data) == recording["size_bytes"] > 1000
+    # Recorded at the phone-audio rate from settings, not the framework's fixed 48 kHz.
+    assert opus_input_rate(data) == Settings().worker_recording_sample_rate == 16000
     count = await pool.fetchval("select count(*) from recordings where call_id = $1", call.id)
     assert count == 1
 
