@@ -51,6 +51,7 @@ SERVER_TARGET_LOAD = 0.7
 # (openai.pagination alone took ~580 ms there; the worker log showed turns blocked by it).
 PRELOAD_MODULES = [
     __name__,
+    "worker.preload",  # the Silero VAD and the TLS context, shared by every job process
     "anyio._backends._asyncio",
     "anyio.streams.memory",
     "anyio.streams.stapled",
@@ -60,6 +61,11 @@ PRELOAD_MODULES = [
     "openai.resources.audio.transcriptions",
     "openai.resources.audio.speech",
     "openai.resources.chat.completions",
+    "openai.resources.audio.audio",
+    "openai.resources.chat.chat",
+    "openai.lib._chat_completion_resources",
+    "livekit.agents.llm.async_toolset",
+    "numpy.fft",
 ]
 # Background tasks of the main process (the sweeper), referenced until they finish.
 _SERVER_TASKS: set[asyncio.Task[Any]] = set()
@@ -72,7 +78,8 @@ def load_settings() -> Settings:
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load the Silero VAD and the TLS context once per process, before any job needs them."""
+    """Before any job: the Silero VAD and the TLS context (inherited from the forkserver
+    when it preloaded them, else loaded here) and the recording rate."""
     settings = load_settings()
     proc.userdata["vad"] = providers.load_vad(settings)
     providers.tls_context()
