@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     worker_stale_call_seconds: float = 90.0
     worker_sweep_interval_seconds: float = 60.0
     worker_max_call_warning_seconds: float = 30.0  # warn this long before max call length
-    # Jobs run in a process each (isolation; the tested mode, ~47 MB PSS a call in the bench) or as threads
-    # of one process (~20-27 MB a call in the bench, but every call shares one GIL).
+    # Jobs run in a process each (isolation; the tested mode, ~47 MB PSS a call in the bench)
+    # or as threads of one process (~20-27 MB a call, but every call shares one GIL).
     worker_job_executor: Literal["process", "thread"] = "process"
     worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
     worker_max_calls: int = 25  # concurrent calls one worker takes before it reports full
