@@ -294,6 +294,13 @@ async def send_latencies(dsn: str, sent: list[dict[str, Any]], sent_at: dict[str
     return out
 
 
+def cpu_snapshot(measured: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each measured process, Postgres and this load generator."""
+    snapshot = {name: cpu_seconds(pid) for name, pid in measured.items()}
+    snapshot["postgres"], snapshot["load generator"] = postgres_cpu_seconds(), time.process_time()
+    return snapshot
+
+
 async def main(args: argparse.Namespace, data_dir: Path) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -329,12 +336,10 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         measured = {"gateway": gateway.pid, "stand-ins": standins.pid}
         if args.replies == "worker":
             measured["reply worker"] = procs[1].pid
-        before = {name: cpu_seconds(pid) for name, pid in measured.items()}
-        before["postgres"], before["load generator"] = postgres_cpu_seconds(), time.process_time()
+        before = cpu_snapshot(measured)
         gw_open = await open_loop(gw_url, rate, secs, "G")
         await wait_replies_done(dsn)
-        after = {name: cpu_seconds(pid) for name, pid in measured.items()}
-        after["postgres"], after["load generator"] = postgres_cpu_seconds(), time.process_time()
+        after = cpu_snapshot(measured)
         cpu_per_request = {k: (after[k] - before[k]) / max(1, gw_open["n"]) for k in before}
         assert standins.stdin is not None and standins.stdout is not None
         standins.stdin.write("dump\n")
@@ -352,15 +357,10 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
 
         bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
         signed_max = await closed_loop(so["port"], args.concurrency, args.closed_seconds, "S")
-        closed_before = {name: cpu_seconds(pid) for name, pid in measured.items()}
-        closed_before["postgres"] = postgres_cpu_seconds()
-        closed_before["load generator"] = time.process_time()
+        closed_before = cpu_snapshot(measured)
         gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
-        closed_cpu = {
-            "postgres": postgres_cpu_seconds() - closed_before["postgres"],
-            "load generator": time.process_time() - closed_before["load generator"],
-            **{name: cpu_seconds(pid) - closed_before[name] for name, pid in measured.items()},
-        }
+        closed_after = cpu_snapshot(measured)
+        closed_cpu = {k: closed_after[k] - closed_before[k] for k in closed_before}
         await wait_replies_done(dsn)
 
         for name, r in (("bare TwiML", bare_open), ("gateway /twilio-sms", gw_open)):

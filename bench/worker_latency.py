@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import numpy as np
 from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.livekit_server import LiveKitServer, die_with_parent, free_port  # noqa: E402
 from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
@@ -57,9 +57,11 @@ from tests.worker.phone import (  # noqa: E402
     SAMPLES_PER_FRAME,
     Phone,
     espeak_pcm,
+    rms,
     sip_token,
 )
 
+DEFAULTS = Settings()  # the worker's defaults, where --worker-env leaves a knob alone
 NUMBER = "+15557654321"
 AGENT = "wassla-voice-bench"
 STT_S, LLM_TTFT_S, TTS_TTFB_S = 0.10, 0.15, 0.10
@@ -214,27 +216,27 @@ class Bench:
         return phone
 
 
-def trailing_silence(pcm: bytes, threshold: float = 100.0) -> float:
+def _voiced_frames(pcm: bytes, threshold: float = 100.0) -> list[int]:
+    """Indices of the whole 10 ms frames of `pcm` whose RMS reaches `threshold`."""
+    frame_bytes = SAMPLES_PER_FRAME * 2
+    frames = len(pcm) // frame_bytes
+    return [
+        i for i in range(frames) if rms(pcm[i * frame_bytes : (i + 1) * frame_bytes]) >= threshold
+    ]
+
+
+def trailing_silence(pcm: bytes) -> float:
     """Seconds of silence after the last voiced 10 ms frame (espeak-ng pads ~0.3 s)."""
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    frame = SAMPLES_PER_FRAME
-    frames = len(samples) // frame
-    for i in range(frames - 1, -1, -1):
-        chunk = samples[i * frame : (i + 1) * frame]
-        if np.sqrt(np.mean(chunk * chunk)) >= threshold:
-            return (len(samples) - (i + 1) * frame) / SAMPLE_RATE
-    return 0.0
+    voiced = _voiced_frames(pcm)
+    if not voiced:
+        return 0.0
+    return (len(pcm) // 2 - (voiced[-1] + 1) * SAMPLES_PER_FRAME) / SAMPLE_RATE
 
 
-def leading_silence(pcm: bytes, threshold: float = 100.0) -> float:
+def leading_silence(pcm: bytes) -> float:
     """Seconds of silence before the first voiced 10 ms frame."""
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    frame = SAMPLES_PER_FRAME
-    for i in range(len(samples) // frame):
-        chunk = samples[i * frame : (i + 1) * frame]
-        if np.sqrt(np.mean(chunk * chunk)) >= threshold:
-            return i * frame / SAMPLE_RATE
-    return 0.0
+    voiced = _voiced_frames(pcm)
+    return voiced[0] * SAMPLES_PER_FRAME / SAMPLE_RATE if voiced else 0.0
 
 
 async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> list[float]:
@@ -247,7 +249,7 @@ async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> li
         identity="caller", caller_number="+15550001111", called_number=NUMBER,
         call_sid="CA" + uuid.uuid4().hex, agent_name=None,
     )  # fmt: skip
-    rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", "16000"))
+    rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", DEFAULTS.worker_input_sample_rate))
     echo = rtc.Room()
     source = rtc.AudioSource(rate, 1, queue_size_ms=200)  # as the framework's audio output
     tasks: list[asyncio.Task[None]] = []
