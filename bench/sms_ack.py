@@ -212,7 +212,9 @@ async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict
 
 
 async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) -> float:
-    reqs = _requests(int(seconds * 1500), prefix)
+    # Unique message ids for the whole run: the gateway must store every one, and a run that
+    # ran out of requests before its deadline would divide by the wrong time.
+    reqs = _requests(int(seconds * 12_000), prefix)
     done = 0
     index = 0
     deadline = time.perf_counter() + seconds
@@ -230,6 +232,8 @@ async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     await client.aclose()
+    if index >= len(reqs):
+        raise RuntimeError(f"closed loop ran out of requests after {elapsed:.1f} s")
     return done / elapsed
 
 
