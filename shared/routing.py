@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import asyncpg
 
 from shared.e164 import normalize_e164, region_allowed
 from shared.errors import InvalidPhoneNumber
@@ -31,12 +34,24 @@ async def resolve_inbound(
     conn: Connection, kind: ChannelKind, to_number: str
 ) -> InboundTarget | None:
     """The active channel for the number dialled or texted, or None (unknown/disconnected)."""
-    try:
-        e164 = normalize_e164(to_number)
-    except InvalidPhoneNumber:
-        return None
+    return (await resolve_inbound_many(conn, kind, [to_number])).get(to_number)
+
+
+async def resolve_inbound_many(
+    conn: Connection, kind: ChannelKind, to_numbers: Iterable[str]
+) -> dict[str, InboundTarget]:
+    """resolve_inbound for several numbers in one round trip, keyed by the numbers as given;
+    an unknown or disconnected number is absent."""
+    e164_of: dict[str, str] = {}
+    for number in to_numbers:
+        try:
+            e164_of[number] = normalize_e164(number)
+        except InvalidPhoneNumber:
+            pass
+    if not e164_of:
+        return {}
     # One round trip: every webhook starts here.
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         """
         select c.id, c.workspace_id, c.kind, c.phone_number, c.active, c.created_at,
                c.updated_at,
@@ -51,13 +66,16 @@ async def resolve_inbound(
         from channels c
         join workspaces w on w.id = c.workspace_id
         join plans p on p.code = w.plan
-        where c.kind = $1 and c.phone_number = $2 and c.active
+        where c.kind = $1 and c.phone_number = any($2::text[]) and c.active
         """,
         kind.value,
-        e164,
+        list(set(e164_of.values())),
     )
-    if row is None:
-        return None
+    by_e164 = {row["phone_number"]: _target(row) for row in rows}
+    return {number: by_e164[e164] for number, e164 in e164_of.items() if e164 in by_e164}
+
+
+def _target(row: asyncpg.Record) -> InboundTarget:
     channel = Channel.from_row(row)
     workspace = Workspace(
         id=row["workspace_id"],

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from uuid import UUID
 
@@ -21,7 +22,12 @@ from shared.errors import InvalidPhoneNumber
 from shared.models import ChannelKind, ChargeKind
 from shared.opt_outs import Keyword
 from shared.pg import Connection
-from shared.routing import InboundTarget, agent_choice_sql, agent_modalities, resolve_inbound
+from shared.routing import (
+    InboundTarget,
+    agent_choice_sql,
+    agent_modalities,
+    resolve_inbound_many,
+)
 from shared.sms_outbox import Claim
 from shared.sms_segments import count_segments
 
@@ -98,6 +104,21 @@ _KEYWORD_REASONS = {
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """One ordinary inbound text, decided as far as it can be before the store."""
+
+    target: InboundTarget
+    sms: InboundSms
+    contact: str | None  # E.164 when we may text it back
+    early: NoReply | None  # a reason not to reply known before the store
+    reply_due: bool
+
+    @property
+    def contact_number(self) -> str:  # as the conversation records the contact
+        return self.contact or self.sms.from_number.strip()
+
+
+@dataclass(frozen=True)
 class _Stored:
     conversation_id: UUID
     message_id: int | None  # None: a retry of a message already stored
@@ -106,87 +127,124 @@ class _Stored:
     reply: tuple[int, Claim | None] | None
 
 
-# The whole store-and-queue as one statement, so a webhook costs two round trips (this and
-# resolve_inbound) and is atomic without a transaction: the contact's open conversation
-# (an upsert that also sees one a concurrent delivery just opened), the message once per
-# provider id, and the pending reply only when this statement stored the message, the
-# reply is due, an agent answers and the contact has not opted out.
+# The store-and-queue of many texts as one statement, atomic without a transaction: per
+# text the contact's open conversation (an upsert that also sees one a concurrent delivery
+# just opened), the message once per provider id, and the pending reply only when this
+# statement stored the message, the reply is due, an agent answers and the contact has not
+# opted out. Two texts of one conversation cannot share a statement (an upsert may touch a
+# row once): _store_many runs them in successive ones.
 _STORE_SQL = f"""
-with agent as ({agent_choice_sql("$1", "$2", "$3", "a.id")}),
+with input as (
+    select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::int4[], $7::text[], $8::bool[])
+        with ordinality as t(channel_id, workspace_id, contact_number, body, provider_id,
+                             num_segments, our_number, reply_due, ord)
+),
+agent as (
+    select ch.channel_id,
+           ({agent_choice_sql("ch.channel_id", "ch.workspace_id", "$9", "a.id")}) as id
+    from (select distinct channel_id, workspace_id from input) as ch
+),
 conv as (
     insert into conversations (workspace_id, channel_id, kind, agent_id, contact_number,
                                last_message_at)
-    values ($2, $1, 'sms', (select id from agent), $4, clock_timestamp())
+    select i.workspace_id, i.channel_id, 'sms', agent.id, i.contact_number, clock_timestamp()
+    from input i join agent using (channel_id)
+    order by i.ord
     on conflict (channel_id, contact_number) where status = 'open' and kind = 'sms'
     do update set last_message_at = clock_timestamp()
-    returning id
+    returning id, channel_id, contact_number
 ),
 msg as (
     insert into messages (conversation_id, direction, role, body, provider_id, status,
                           num_segments)
-    select id, 'inbound', 'user', $5, $6, 'received', $7 from conv
+    select conv.id, 'inbound', 'user', i.body, i.provider_id, 'received', i.num_segments
+    from input i join conv using (channel_id, contact_number)
+    order by i.ord
     on conflict (provider_id) do nothing
-    returning id, conversation_id
+    returning id, conversation_id, provider_id
 ),
 opted as (
-    select opted_out from sms_opt_outs where our_number = $8 and contact_number = $4
+    select i.ord from input i
+    join sms_opt_outs o on o.our_number = i.our_number and o.contact_number = i.contact_number
+    where o.opted_out
 ),
 reply as (
     insert into sms_replies (workspace_id, conversation_id, inbound_message_id, agent_id,
                              from_number, to_number, claim, lease_until)
-    select $2, msg.conversation_id, msg.id, agent.id, $8, $4,
-           case when $10::float8 is not null then gen_random_uuid() end,
+    select i.workspace_id, msg.conversation_id, msg.id, agent.id, i.our_number,
+           i.contact_number, case when $10::float8 is not null then gen_random_uuid() end,
            now() + make_interval(secs => $10::float8)
-    from msg cross join agent
-    where $9 and not coalesce((select opted_out from opted), false)
-    returning id, claim
+    from input i join msg using (provider_id) join agent using (channel_id)
+    where i.reply_due and agent.id is not null and i.ord not in (select ord from opted)
+    order by i.ord
+    returning id, claim, inbound_message_id
 )
-select (select id from conv) as conversation_id, (select id from msg) as message_id,
-       (select id from agent) as agent_id,
-       coalesce((select opted_out from opted), false) as opted_out,
-       reply.id as reply_id, reply.claim,
+select conv.id as conversation_id, msg.id as message_id, agent.id as agent_id,
+       i.ord in (select ord from opted) as opted_out, reply.id as reply_id, reply.claim,
        case when reply.id is not null and $10::float8 is null
             then pg_notify($11, reply.id::text) end as notified
-from (select) as one left join reply on true
+from input i
+join agent using (channel_id)
+join conv using (channel_id, contact_number)
+left join msg using (provider_id)
+left join reply on reply.inbound_message_id = msg.id
+order by i.ord
 """
 
 
-async def _store(
-    conn: Connection,
-    target: InboundTarget,
-    sms: InboundSms,
-    contact_number: str,
-    *,
-    reply_due: bool,
-    lease_seconds: float | None,
-) -> _Stored:
-    """Store the message on the contact's open conversation; queue its reply when due.
+def _statement_rounds(plans: Sequence[_Plan]) -> list[list[int]]:
+    """Indexes of `plans` in statements that each touch a conversation and a provider id
+    at most once, in arrival order; each statement's texts sorted by conversation so that
+    concurrent statements lock conversations in one order."""
+    used: list[set[object]] = []  # per statement: the conversations and ids it touches
+    rounds: list[list[int]] = []
+    for index, plan in enumerate(plans):
+        keys = {(plan.target.channel.id, plan.contact_number), plan.sms.message_sid}
+        n = next((n for n, seen in enumerate(used) if seen.isdisjoint(keys)), len(used))
+        if n == len(used):
+            used.append(set())
+            rounds.append([])
+        used[n] |= keys
+        rounds[n].append(index)
+    by_conversation = lambda i: (str(plans[i].target.channel.id), plans[i].contact_number)  # noqa: E731
+    return [sorted(members, key=by_conversation) for members in rounds]
 
-    With `lease_seconds` the queued reply is claimed for the caller; with None it is left
-    for a reply worker, who is notified on commit (see sms_outbox)."""
-    channel = target.channel
-    row = await conn.fetchrow(
-        _STORE_SQL,
-        channel.id,
-        channel.workspace_id,
-        agent_modalities(voice=False),
-        contact_number,
-        sms.body,
-        sms.message_sid,
-        sms.num_segments,
-        channel.phone_number,
-        reply_due,
-        lease_seconds,
-        sms_outbox.NOTIFY_CHANNEL,
-    )
-    assert row is not None
-    reply = None
-    if row["reply_id"] is not None:
-        claim = Claim(row["reply_id"], row["claim"]) if row["claim"] is not None else None
-        reply = (row["reply_id"], claim)
-    return _Stored(
-        row["conversation_id"], row["message_id"], row["agent_id"], row["opted_out"], reply
-    )
+
+async def _store_many(
+    conn: Connection, plans: Sequence[_Plan], *, lease_seconds: float | None
+) -> list[_Stored]:
+    """Store each text on its contact's open conversation; queue its reply when due.
+
+    With `lease_seconds` a queued reply is claimed for the caller; with None it is left for
+    a reply worker, who is notified on commit (see sms_outbox)."""
+    stored: dict[int, _Stored] = {}
+    for members in _statement_rounds(plans):
+        batch = [plans[i] for i in members]
+        rows = await conn.fetch(
+            _STORE_SQL,
+            [p.target.channel.id for p in batch],
+            [p.target.channel.workspace_id for p in batch],
+            [p.contact_number for p in batch],
+            [p.sms.body for p in batch],
+            [p.sms.message_sid for p in batch],
+            [p.sms.num_segments for p in batch],
+            [p.target.channel.phone_number for p in batch],
+            [p.reply_due for p in batch],
+            agent_modalities(voice=False),
+            lease_seconds,
+            sms_outbox.NOTIFY_CHANNEL,
+        )
+        assert len(rows) == len(batch)
+        for index, row in zip(members, rows, strict=True):
+            reply = None
+            if row["reply_id"] is not None:
+                claim = Claim(row["reply_id"], row["claim"]) if row["claim"] is not None else None
+                reply = (row["reply_id"], claim)
+            stored[index] = _Stored(
+                row["conversation_id"], row["message_id"], row["agent_id"], row["opted_out"], reply
+            )
+    return [stored[i] for i in range(len(plans))]
 
 
 async def receive(
@@ -200,58 +258,52 @@ async def receive(
     Atomic: a crash leaves either nothing (Twilio's retry redoes it) or the message together
     with its pending reply (and a keyword's opt-out state).
     """
-    target = await resolve_inbound(conn, ChannelKind.SMS, sms.to_number)
-    if target is None:
-        return Received(Outcome.UNKNOWN_NUMBER)
-    if not target.region_allowed:
-        return Received(
-            Outcome.REGION_REFUSED,
-            NoReply.NUMBER_REGION_NOT_ENABLED,
-            workspace_id=target.workspace.id,
-        )
-    contact = replyable_contact(sms.from_number)
-    if contact is not None and opt_outs.keyword_of(sms.body, sms.opt_out_type) is not None:
-        async with conn.transaction():  # the keyword's effect lands with the message
-            return await _receive(conn, target, sms, contact, can_send, lease_seconds, keyword=True)
-    return await _receive(conn, target, sms, contact, can_send, lease_seconds, keyword=False)
+    return (await receive_many(conn, [sms], can_send=can_send, lease_seconds=lease_seconds))[0]
 
 
-async def _receive(
+async def receive_many(
     conn: Connection,
-    target: InboundTarget,
-    sms: InboundSms,
-    contact: str | None,
+    messages: Sequence[InboundSms],
+    *,
     can_send: bool,
     lease_seconds: float | None,
-    *,
-    keyword: bool,
-) -> Received:
-    workspace_id = target.channel.workspace_id
-    contact_number = contact or sms.from_number.strip()
-    our_number = target.channel.phone_number
-    if keyword:
-        assert contact is not None
-        found = await _applicable_keyword(conn, our_number, contact, sms)
-        if found is not None:
-            stored = await _store(
-                conn, target, sms, contact_number, reply_due=False, lease_seconds=None
-            )
-            if stored.message_id is None:
-                return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
-            kind, word = found
-            if kind is not Keyword.HELP:
-                await opt_outs.set_opted_out(
-                    conn, our_number, contact, opted_out=kind is Keyword.STOP, keyword=word
-                )
-            return Received(
-                Outcome.STORED,
-                _KEYWORD_REASONS[kind],
-                workspace_id,
-                stored.conversation_id,
-                stored.message_id,
-            )
+) -> list[Received]:
+    """receive for texts that arrived together, in two round trips for all of them (more
+    only for opt-out keywords and for several texts of one conversation).
 
-    # Reasons known before the store; the opt-out state and the agent come back with it.
+    Each text is atomic on its own as in receive; keywords are applied first, so a text
+    that arrived with its contact's STOP is never answered."""
+    targets = await resolve_inbound_many(conn, ChannelKind.SMS, {m.to_number for m in messages})
+    received: dict[int, Received] = {}
+    ordinary: list[tuple[int, _Plan]] = []
+    for index, sms in enumerate(messages):
+        target = targets.get(sms.to_number)
+        if target is None:
+            received[index] = Received(Outcome.UNKNOWN_NUMBER)
+            continue
+        if not target.region_allowed:
+            received[index] = Received(
+                Outcome.REGION_REFUSED,
+                NoReply.NUMBER_REGION_NOT_ENABLED,
+                workspace_id=target.workspace.id,
+            )
+            continue
+        plan = _plan(target, sms, can_send)
+        if plan.contact is not None and opt_outs.keyword_of(sms.body, sms.opt_out_type):
+            async with conn.transaction():  # the keyword's effect lands with the message
+                received[index] = await _receive_keyword(conn, plan, can_send, lease_seconds)
+        else:
+            ordinary.append((index, plan))
+    stored = await _store_many(conn, [p for _, p in ordinary], lease_seconds=lease_seconds)
+    for (index, plan), one in zip(ordinary, stored, strict=True):
+        received[index] = _received(plan, one, can_send)
+    return [received[i] for i in range(len(messages))]
+
+
+def _plan(target: InboundTarget, sms: InboundSms, can_send: bool) -> _Plan:
+    """The reasons not to reply that are known before the store (the opt-out state and the
+    agent come back with it)."""
+    contact = replyable_contact(sms.from_number)
     early: NoReply | None = None
     if contact is not None and not region_allowed(contact, target.workspace.enabled_calling_codes):
         early = NoReply.CONTACT_REGION_NOT_ENABLED
@@ -261,19 +313,20 @@ async def _receive(
             assert decision.reason is not None
             early = NoReply(decision.reason.value)
     due = contact is not None and early is None and can_send
-    stored = await _store(
-        conn, target, sms, contact_number, reply_due=due, lease_seconds=lease_seconds
-    )
+    return _Plan(target, sms, contact, early, reply_due=due)
+
+
+def _received(plan: _Plan, stored: _Stored, can_send: bool) -> Received:
+    workspace_id = plan.target.channel.workspace_id
     if stored.message_id is None:
         return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
-
     reason: NoReply | None = None
-    if contact is None:
+    if plan.contact is None:
         reason = NoReply.SENDER_NOT_REPLYABLE
     elif stored.opted_out:
         reason = NoReply.OPTED_OUT
-    elif early is not None:
-        reason = early
+    elif plan.early is not None:
+        reason = plan.early
     elif stored.agent_id is None:
         reason = NoReply.NO_AGENT
     elif not can_send:
@@ -293,6 +346,35 @@ async def _receive(
         stored.message_id,
         reply_id,
         claim,
+    )
+
+
+async def _receive_keyword(
+    conn: Connection, plan: _Plan, can_send: bool, lease_seconds: float | None
+) -> Received:
+    """A STOP/START/HELP text: stored with no reply, the contact's state recorded; a word
+    that is no keyword here (a plain "yes" from a subscribed contact) is an ordinary text."""
+    assert plan.contact is not None
+    our_number = plan.target.channel.phone_number
+    found = await _applicable_keyword(conn, our_number, plan.contact, plan.sms)
+    if found is None:
+        [stored] = await _store_many(conn, [plan], lease_seconds=lease_seconds)
+        return _received(plan, stored, can_send)
+    [stored] = await _store_many(conn, [replace(plan, reply_due=False)], lease_seconds=None)
+    workspace_id = plan.target.channel.workspace_id
+    if stored.message_id is None:
+        return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
+    kind, word = found
+    if kind is not Keyword.HELP:
+        await opt_outs.set_opted_out(
+            conn, our_number, plan.contact, opted_out=kind is Keyword.STOP, keyword=word
+        )
+    return Received(
+        Outcome.STORED,
+        _KEYWORD_REASONS[kind],
+        workspace_id,
+        stored.conversation_id,
+        stored.message_id,
     )
 
 
