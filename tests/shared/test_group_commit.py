@@ -1,0 +1,103 @@
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from shared.group_commit import GroupCommit
+
+
+class Recorder:
+    """A batch function that records its batches and can be held mid-batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.started = asyncio.Event()
+
+    async def run(self, items: Sequence[str]) -> list[str]:
+        self.batches.append(list(items))
+        self.started.set()
+        await self.release.wait()
+        if any(item == "bad" for item in items):
+            raise ValueError("bad item")
+        if any(item == "down" for item in items):
+            raise ConnectionRefusedError("database down")
+        return [item.upper() for item in items]
+
+
+async def _hold_first_batch(recorder: Recorder, commit: GroupCommit[str, str]) -> asyncio.Task[str]:
+    recorder.release.clear()
+    first = asyncio.create_task(commit.submit("first"))
+    await recorder.started.wait()
+    return first
+
+
+async def test_a_lone_item_goes_at_once_and_items_arriving_meanwhile_go_together() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run)
+    first = await _hold_first_batch(recorder, commit)
+    later = [asyncio.create_task(commit.submit(x)) for x in ("a", "b", "c")]
+    await asyncio.sleep(0.01)
+    assert recorder.batches == [["first"]]  # the others wait for the batch in flight
+    recorder.release.set()
+    assert await asyncio.gather(first, *later) == ["FIRST", "A", "B", "C"]
+    assert recorder.batches == [["first"], ["a", "b", "c"]]
+
+
+async def test_batches_are_capped_and_run_concurrently_up_to_the_limit() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run, max_batch=2, max_in_flight=2)
+    recorder.release.clear()
+    tasks = [asyncio.create_task(commit.submit(x)) for x in "abcde"]
+    await asyncio.sleep(0.01)
+    assert recorder.batches == [["a", "b"], ["c", "d"]]  # two in flight, "e" waits
+    recorder.release.set()
+    assert await asyncio.gather(*tasks) == list("ABCDE")
+    assert recorder.batches == [["a", "b"], ["c", "d"], ["e"]]
+
+
+async def test_a_failed_batch_is_retried_singly_so_only_the_bad_item_fails() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run)
+    first = await _hold_first_batch(recorder, commit)
+    later = [asyncio.create_task(commit.submit(x)) for x in ("ok1", "bad", "ok2")]
+    await asyncio.sleep(0)
+    recorder.release.set()
+    results = await asyncio.gather(first, *later, return_exceptions=True)
+    assert results[:2] == ["FIRST", "OK1"] and results[3] == "OK2"
+    assert isinstance(results[2], ValueError)
+    assert recorder.batches == [["first"], ["ok1", "bad", "ok2"], ["ok1"], ["bad"], ["ok2"]]
+
+
+async def test_an_unreachable_database_fails_every_waiting_caller_without_retries() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run)
+    first = await _hold_first_batch(recorder, commit)
+    later = [asyncio.create_task(commit.submit(x)) for x in ("a", "down", "b")]
+    await asyncio.sleep(0)
+    recorder.release.set()
+    results = await asyncio.gather(first, *later, return_exceptions=True)
+    assert results[0] == "FIRST"
+    assert all(isinstance(r, ConnectionRefusedError) for r in results[1:])
+    assert recorder.batches == [["first"], ["a", "down", "b"]]
+
+
+async def test_a_caller_that_goes_away_does_not_disturb_the_others() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run)
+    first = await _hold_first_batch(recorder, commit)
+    gone = asyncio.create_task(commit.submit("gone"))
+    stays = asyncio.create_task(commit.submit("stays"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    recorder.release.set()
+    assert await first == "FIRST" and await stays == "STAYS"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert recorder.batches == [["first"], ["gone", "stays"]]  # its item was still written
+
+
+def test_limits_below_one_are_refused() -> None:
+    with pytest.raises(ValueError):
+        GroupCommit(Recorder().run, max_batch=0)
