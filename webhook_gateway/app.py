@@ -52,9 +52,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="wassla-voice gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(recordings.router)
+    # Routes match in this order: Twilio's webhooks, most of the traffic, come first.
     app.include_router(sms.router)
     app.include_router(voice.router)
+    app.include_router(health.router)
+    app.include_router(recordings.router)
     app.include_router(channels.router)
     return app
