@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -211,13 +213,18 @@ async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict
     }  # fmt: skip
 
 
-async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) -> float:
+async def closed_loop(
+    port: int, concurrency: int, seconds: float, prefix: str, measured: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """Requests per second with `concurrency` requests always in flight, and the CPU seconds
+    each measured process used meanwhile."""
     # Unique message ids for the whole run: the gateway must store every one, and a run that
     # ran out of requests before its deadline would divide by the wrong time.
     reqs = _requests(int(seconds * 12_000), prefix)
+    gc.collect()
+    gc.freeze()  # the prebuilt requests stay out of this process's collections
     done = 0
     index = 0
-    deadline = time.perf_counter() + seconds
     client = RawClient(port)
 
     async def worker() -> None:
@@ -228,13 +235,17 @@ async def closed_loop(port: int, concurrency: int, seconds: float, prefix: str) 
             if (await client.request(raw))[0] == 200:
                 done += 1
 
+    before = cpu_snapshot(measured)
     start = time.perf_counter()
+    deadline = start + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
+    after = cpu_snapshot(measured)
     await client.aclose()
+    gc.unfreeze()
     if index >= len(reqs):
         raise RuntimeError(f"closed loop ran out of requests after {elapsed:.1f} s")
-    return done / elapsed
+    return done / elapsed, {k: after[k] - before[k] for k in before}
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -359,12 +370,21 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         sent = json.loads(standins.stdout.readline())
         to_rest_calm = await send_latencies(dsn, sent, calm["sent_at"])
 
-        bare_max = await closed_loop(bare_url, args.concurrency, args.closed_seconds, "C")
-        signed_max = await closed_loop(so["port"], args.concurrency, args.closed_seconds, "S")
-        closed_before = cpu_snapshot(measured)
-        gw_max = await closed_loop(gw_url, args.concurrency, args.closed_seconds, "D")
-        closed_after = cpu_snapshot(measured)
-        closed_cpu = {k: closed_after[k] - closed_before[k] for k in closed_before}
+        conc, closed_secs = args.concurrency, args.closed_seconds
+        bare_max, _ = await closed_loop(bare_url, conc, closed_secs, "C", {})
+        signed_max, _ = await closed_loop(so["port"], conc, closed_secs, "S", {})
+        paused_max = None
+        if args.replies == "worker":
+            # In fly.toml the reply workers are their own process group on their own
+            # machines: here they would share the gateway's two cores. Paused, the gateway
+            # still queues every reply (row and NOTIFY); the worker sends them afterwards.
+            os.kill(procs[1].pid, signal.SIGSTOP)
+            try:
+                paused_max, _ = await closed_loop(gw_url, conc, closed_secs, "P", measured)
+            finally:
+                os.kill(procs[1].pid, signal.SIGCONT)
+            await wait_replies_done(dsn)
+        gw_max, closed_cpu = await closed_loop(gw_url, conc, closed_secs, "D", measured)
         await wait_replies_done(dsn)
 
         for name, r in (("bare TwiML", bare_open), ("gateway /twilio-sms", gw_open)):
@@ -392,6 +412,11 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         print(f"closed loop, {args.concurrency} concurrent, {args.closed_seconds:.0f} s each:")
         print(f"  bare TwiML          {bare_max:7.0f} req/s")
         print(f"  gateway /twilio-sms {gw_max:7.0f} req/s")
+        if paused_max is not None:
+            print(
+                f"  gateway /twilio-sms {paused_max:7.0f} req/s  with the reply worker paused"
+                " (on its own machines in fly.toml), replies still queued"
+            )
         print(f"  signature check only{signed_max:7.0f} req/s  (ceiling: the check, no database)")
         done = gw_max * args.closed_seconds
         print(
@@ -402,6 +427,8 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             )
         )
         print(f"throughput ratio gateway/bare: {gw_max / bare_max:.2f}")
+        if paused_max is not None:
+            print(f"  (reply worker paused: {paused_max / bare_max:.2f})")
         print(f"  (signature check only/bare: {signed_max / bare_max:.2f})")
     finally:
         for proc in procs:

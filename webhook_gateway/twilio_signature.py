@@ -10,12 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from fastapi import Depends, HTTPException, Request
-from starlette.datastructures import FormData, UploadFile
 from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 
 from webhook_gateway.deps import SettingsDep
@@ -27,17 +25,19 @@ _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
 
 
-@dataclass(frozen=True)
 class TwilioRequest:
     """A webhook Twilio really sent: its form fields (or JSON body) and the URL it signed."""
 
-    form: FormData
-    json_body: Any
-    url: str
+    __slots__ = ("_last", "fields", "json_body", "url")
+
+    def __init__(self, fields: list[tuple[str, str]], json_body: Any, url: str) -> None:
+        self.fields = fields  # in order, repeated keys kept; none for a JSON body
+        self.json_body = json_body
+        self.url = url
+        self._last = dict(fields)  # a repeated key's last value, as a form's get gives
 
     def get(self, name: str, default: str = "") -> str:
-        value = self.form.get(name)
-        return value if isinstance(value, str) else default
+        return self._last.get(name, default)
 
 
 class _SignedParams(dict[str, list[str]]):
@@ -54,6 +54,28 @@ class _SignedParams(dict[str, list[str]]):
 @functools.lru_cache(maxsize=8)
 def _validator(auth_token: str) -> RequestValidator:
     return RequestValidator(auth_token)
+
+
+def parse_form(text: str) -> tuple[list[tuple[str, str]], _SignedParams]:
+    """A form body's fields, as parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    gives them, and the same grouped by key for the validator. Only fields with a `+` or a
+    `%` are decoded: the others (most of Twilio's) cost no unquote. ValueError when malformed.
+    """
+    fields: list[tuple[str, str]] = []
+    params = _SignedParams()
+    if not text:
+        return fields, params
+    for field in text.split("&"):
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError(f"bad form field: {field!r}")
+        if "+" in name or "%" in name:
+            name = unquote(name.replace("+", " "))
+        if "+" in value or "%" in value:
+            value = unquote(value.replace("+", " "))
+        fields.append((name, value))
+        params.setdefault(name, []).append(value)
+    return fields, params
 
 
 def _form_signature_valid(
@@ -121,17 +143,12 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
                 json_body = json.loads(text)
             except ValueError:
                 raise HTTPException(status_code=400, detail="malformed JSON body") from None
-        form = FormData()
+        fields: list[tuple[str, str]] = []
     else:
         try:
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+            fields, params = parse_form(text)
         except ValueError:
             raise HTTPException(status_code=400, detail="malformed form body") from None
-        items: list[tuple[str, str | UploadFile]] = list(pairs)
-        form = FormData(items)
-        params = _SignedParams()
-        for key, value in pairs:
-            params.setdefault(key, []).append(value)
         valid = bool(signature) and _form_signature_valid(
             validator, url, params, signature, algorithm
         )
@@ -141,7 +158,7 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
             extra={"path": request.url.path, "has_signature": bool(signature)},
         )
         raise HTTPException(status_code=403, detail="invalid Twilio signature")
-    return TwilioRequest(form=form, json_body=json_body, url=url)
+    return TwilioRequest(fields, json_body, url)
 
 
 TwilioRequestDep = Annotated[TwilioRequest, Depends(verified_twilio_request)]

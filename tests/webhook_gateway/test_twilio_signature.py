@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from starlette.datastructures import FormData
 from shared.settings import Settings
 from tests.conftest import PUBLIC_BASE_URL
 from tests.webhook_gateway.sms_helpers import sign
-from webhook_gateway.twilio_signature import MAX_BODY_BYTES, TwilioRequestDep
+from webhook_gateway.twilio_signature import MAX_BODY_BYTES, TwilioRequestDep, parse_form
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -29,7 +30,7 @@ def echo_app(settings: Settings) -> FastAPI:
 
     @app.post("/{path:path}")
     async def echo(req: TwilioRequestDep) -> dict[str, Any]:
-        return {"form": req.form.multi_items(), "json": req.json_body, "url": req.url}
+        return {"form": req.fields, "json": req.json_body, "url": req.url}
 
     return app
 
@@ -192,3 +193,33 @@ async def test_missing_auth_token_refuses_every_webhook_with_503(settings: Setti
     async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as c:
         response = await c.post("/twilio-sms", data={"MessageSid": "SM1"})
     assert response.status_code == 503
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "a=1&b=%2B15551234567&c=hello+world&d=&e=%F0%9F%91%8B&a=2",
+        "x%20y=z&x+y=w",
+        "=empty-name",
+        "a=b=c",
+        "Body=100%25+sure%3F&Body=%D9%85%D8%B1%D8%AD%D8%A8%D8%A7",
+        "bad=%zz&worse=%ff%fe",
+        "a=1&&b=2",
+        "a=1&",
+        "novalue",
+    ],
+)
+def test_form_parsing_matches_the_standard_library(body: str) -> None:
+    try:
+        expected: object = parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body))
+    except ValueError:
+        expected = ValueError
+    try:
+        fields, params = parse_form(body)
+        got: object = fields
+    except ValueError:
+        got = ValueError
+    assert got == expected
+    if got is not ValueError:
+        assert params == {k: [v for key, v in fields if key == k] for k, _ in fields}
