@@ -38,6 +38,6 @@ ENV PATH=/app/.venv/bin:$PATH \
     WASSLA_ENV=production \
     WASSLA_DATA_DIR=/tmp/wassla
 USER 10001
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8082
 # Exec form: python is PID 1 and receives Fly's SIGTERM itself (no shell, no wrapper).
 CMD ["python", "-m", "webhook_gateway"]

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # ("inline"), or by separate `python -m webhook_gateway.sms_worker` processes ("worker"),
     # so acknowledgements never share an event loop with the model client.
     sms_replies: Literal["inline", "worker"] = "inline"
+    # `python -m webhook_gateway.sms_worker` answers `GET /` here (Fly's check); None: off.
+    sms_worker_health_port: int | None = None
 
     # OpenAI-compatible API (chat, STT, TTS)
     openai_api_key: str | None = None

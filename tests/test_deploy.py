@@ -69,6 +69,15 @@ def test_worker_has_an_http_check_on_its_health_port() -> None:
     assert check["port"] == int(FLY["env"]["WORKER_HEALTH_PORT"]) == Settings().worker_health_port
 
 
+def test_sms_group_has_an_http_check_on_its_health_port() -> None:
+    checks = [c for c in FLY["checks"].values() if c.get("processes") == ["sms"]]
+    assert len(checks) == 1
+    check = checks[0]
+    assert check["type"] == "http" and check["path"] == "/"
+    configured = Settings(sms_worker_health_port=FLY["env"]["SMS_WORKER_HEALTH_PORT"])
+    assert check["port"] == configured.sms_worker_health_port
+
+
 def test_drain_timeout_fits_inside_the_kill_timeout() -> None:
     configured = int(FLY["env"]["WORKER_DRAIN_TIMEOUT_SECONDS"])
     assert configured == Settings().worker_drain_timeout_seconds

@@ -86,6 +86,7 @@ class SmsReplier:
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._stopping = False
+        self.listening = False  # worker mode: woken by the gateways' NOTIFY right now
 
     # --- inline mode: the gateway process sends the replies it acknowledged ----------------
 
@@ -122,6 +123,7 @@ class SmsReplier:
         loop = asyncio.get_running_loop()
         async with self.state.pool.acquire() as listener:
             await listener.add_listener(sms_outbox.NOTIFY_CHANNEL, self._notified)
+            self.listening = True
             try:
                 while not self._stopping:
                     self._wake.clear()
@@ -135,6 +137,7 @@ class SmsReplier:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), poll_seconds)
             finally:
+                self.listening = False
                 with contextlib.suppress(*UNAVAILABLE_ERRORS):
                     await listener.remove_listener(sms_outbox.NOTIFY_CHANNEL, self._notified)
 

@@ -13,9 +13,12 @@ import signal
 import sys
 from collections.abc import Callable
 
+import asyncpg
+
 from shared.chat import TextChat
-from shared.db import create_pool
+from shared.db import Pool, create_pool
 from shared.errors import WasslaError
+from shared.pg import UNAVAILABLE_ERRORS
 from shared.recordings import build_store
 from shared.settings import Settings
 from webhook_gateway.sms_replies import SmsReplier
@@ -25,6 +28,43 @@ from webhook_gateway.twilio_rest import TwilioRest
 logger = logging.getLogger("webhook_gateway.sms_worker")
 
 WORKER_CONCURRENT_REPLIES = 64
+
+
+_HEALTH_TIMEOUT_SECONDS = 2.0
+_UNHEALTHY: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
+
+
+async def serve_health(replier: SmsReplier, pool: Pool, port: int) -> asyncio.Server:
+    """`GET /` answers 200 while the worker listens for queued replies and its database
+    answers, else 503: the sms group's Fly check, which a bluegreen deploy waits for."""
+
+    async def healthy() -> bool:
+        if not replier.listening:
+            return False
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS), pool.acquire() as conn:
+                await conn.fetchval("select 1")
+        except _UNHEALTHY:
+            return False
+        return True
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS):
+                await reader.readuntil(b"\r\n\r\n")  # the request line and headers
+            ok = await healthy()
+            status, body = (b"200 OK", b"ok\n") if ok else (b"503 Service Unavailable", b"no\n")
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+            )  # fmt: skip
+            await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # a prober that hung up or sent nonsense
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, "0.0.0.0", port, limit=8192)  # noqa: S104
 
 
 async def run(
@@ -50,12 +90,17 @@ async def run(
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for sig in signals:
         loop.add_signal_handler(sig, replier.request_stop)
-    logger.info("sms_worker.started")
+    health = None
+    if settings.sms_worker_health_port is not None:
+        health = await serve_health(replier, pool, settings.sms_worker_health_port)
+    logger.info("sms_worker.started", extra={"health_port": settings.sms_worker_health_port})
     try:
         if started is not None:
             started(replier)
         await replier.work(poll_seconds=poll_seconds)
     finally:
+        if health is not None:
+            health.close()
         for sig in signals:
             loop.remove_signal_handler(sig)
         await state.aclose()  # replies in flight finish first (drain)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -151,3 +152,53 @@ async def test_worker_started_after_the_fact_picks_up_the_backlog(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_health_check_answers_while_the_worker_listens_and_its_database_answers(
+    app: FastAPI, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    port = _free_port()
+    async with (
+        reply_workers(settings.model_copy(update={"sms_worker_health_port": port})) as [worker],
+        httpx.AsyncClient() as http,
+    ):
+        assert worker.listening
+        ok = await http.get(f"http://127.0.0.1:{port}/")
+        assert (ok.status_code, ok.text) == (200, "ok\n")
+
+        # The same worker's check over a database that refuses connections.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = await asyncpg.create_pool(
+                f"postgresql://postgres@127.0.0.1:{closed.getsockname()[1]}/postgres",
+                min_size=0,
+                timeout=1,
+            )
+            dead_port = _free_port()
+            server = await sms_worker.serve_health(worker, dead, dead_port)
+            try:
+                down = await http.get(f"http://127.0.0.1:{dead_port}/")
+            finally:
+                server.close()
+                await dead.close()
+        assert down.status_code == 503
+
+    # A replier that is not listening (the gateway's own, in worker mode) is not healthy.
+    idle_port = _free_port()
+    server = await sms_worker.serve_health(app.state.sms_replier, pool, idle_port)
+    try:
+        async with httpx.AsyncClient() as http:
+            idle = await http.get(f"http://127.0.0.1:{idle_port}/")
+    finally:
+        server.close()
+    assert idle.status_code == 503
+    # Once stopped, the worker no longer answers at all.
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as http:
+            await http.get(f"http://127.0.0.1:{port}/")
