@@ -207,8 +207,11 @@ def _statement_rounds(plans: Sequence[_Plan]) -> list[list[int]]:
             rounds.append([])
         used[n] |= keys
         rounds[n].append(index)
-    by_conversation = lambda i: (str(plans[i].target.channel.id), plans[i].contact_number)  # noqa: E731
-    return [sorted(members, key=by_conversation) for members in rounds]
+
+    def conversation(i: int) -> tuple[str, str]:
+        return str(plans[i].target.channel.id), plans[i].contact_number
+
+    return [sorted(members, key=conversation) for members in rounds]
 
 
 async def _store_many(
