@@ -57,14 +57,19 @@ async def test_batches_are_capped_and_run_concurrently_up_to_the_limit() -> None
     assert recorder.batches == [["a", "b"], ["c", "d"], ["e"]]
 
 
-async def test_a_failed_batch_is_retried_singly_so_only_the_bad_item_fails() -> None:
-    recorder = Recorder()
+async def _one_batch_after_first(recorder: Recorder, items: tuple[str, ...]) -> list[object]:
+    """Submit `items` while a first batch is held, so they go in one batch together."""
     commit = GroupCommit(recorder.run)
     first = await _hold_first_batch(recorder, commit)
-    later = [asyncio.create_task(commit.submit(x)) for x in ("ok1", "bad", "ok2")]
+    later = [asyncio.create_task(commit.submit(x)) for x in items]
     await asyncio.sleep(0)
     recorder.release.set()
-    results = await asyncio.gather(first, *later, return_exceptions=True)
+    return await asyncio.gather(first, *later, return_exceptions=True)
+
+
+async def test_a_failed_batch_is_retried_singly_so_only_the_bad_item_fails() -> None:
+    recorder = Recorder()
+    results = await _one_batch_after_first(recorder, ("ok1", "bad", "ok2"))
     assert results[:2] == ["FIRST", "OK1"] and results[3] == "OK2"
     assert isinstance(results[2], ValueError)
     assert recorder.batches == [["first"], ["ok1", "bad", "ok2"], ["ok1"], ["bad"], ["ok2"]]
@@ -72,12 +77,7 @@ async def test_a_failed_batch_is_retried_singly_so_only_the_bad_item_fails() -> 
 
 async def test_an_unreachable_database_fails_every_waiting_caller_without_retries() -> None:
     recorder = Recorder()
-    commit = GroupCommit(recorder.run)
-    first = await _hold_first_batch(recorder, commit)
-    later = [asyncio.create_task(commit.submit(x)) for x in ("a", "down", "b")]
-    await asyncio.sleep(0)
-    recorder.release.set()
-    results = await asyncio.gather(first, *later, return_exceptions=True)
+    results = await _one_batch_after_first(recorder, ("a", "down", "b"))
     assert results[0] == "FIRST"
     assert all(isinstance(r, ConnectionRefusedError) for r in results[1:])
     assert recorder.batches == [["first"], ["a", "down", "b"]]
