@@ -38,33 +38,56 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 64,
         max_in_flight: int = 1,
+        stalled_after_seconds: float | None = None,
+        max_stalled: int = 3,
     ) -> None:
-        if max_batch < 1 or max_in_flight < 1:
-            raise ValueError("max_batch and max_in_flight must be at least 1")
+        """`max_in_flight` batches run at once; with `stalled_after_seconds`, up to
+        `max_stalled` more start while every batch in flight has run longer than that (one
+        statement waiting on a lock must not hold back every caller)."""
+        if max_batch < 1 or max_in_flight < 1 or max_stalled < 0:
+            raise ValueError("max_batch and max_in_flight must be at least 1, max_stalled 0")
         self._run = run
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._stalled_after = stalled_after_seconds
+        self._max_stalled = max_stalled
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._in_flight = 0
+        self._batch_started: dict[int, float] = {}  # per drain task: its batch's start
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         """The item's result, once the batch it went in has committed."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
-        if self._in_flight < self._max_in_flight:
-            self._in_flight += 1
+        if self._may_start_batch(loop.time()):
             task = asyncio.create_task(self._drain())
+            self._batch_started[id(task)] = loop.time()
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._forget)
         return await future
 
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._batch_started.pop(id(task), None)  # a task cancelled before it ever ran
+
+    def _may_start_batch(self, now: float) -> bool:
+        in_flight = len(self._batch_started)
+        if in_flight < self._max_in_flight:
+            return True
+        if self._stalled_after is None or in_flight >= self._max_in_flight + self._max_stalled:
+            return False
+        return all(now - t > self._stalled_after for t in self._batch_started.values())
+
     async def _drain(self) -> None:
+        key = id(asyncio.current_task())
+        loop = asyncio.get_running_loop()
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 size = min(self._max_batch, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(size)]
+                self._batch_started[key] = loop.time()
                 await self._run_batch(batch)
                 batch = []
         except BaseException as exc:  # cancelled at shutdown: nobody may wait forever
@@ -73,7 +96,8 @@ class GroupCommit(Generic[T, R]):
             self._queue.clear()
             raise
         finally:
-            self._in_flight -= 1
+            # At once, not in a done callback: an item queued from here on starts a batch.
+            self._batch_started.pop(key, None)
 
     async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

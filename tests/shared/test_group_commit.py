@@ -101,3 +101,21 @@ async def test_a_caller_that_goes_away_does_not_disturb_the_others() -> None:
 def test_limits_below_one_are_refused() -> None:
     with pytest.raises(ValueError):
         GroupCommit(Recorder().run, max_batch=0)
+
+
+async def test_a_stalled_batch_lets_another_start_beside_it() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run, stalled_after_seconds=0.05, max_stalled=1)
+    first = await _hold_first_batch(recorder, commit)
+    early = asyncio.create_task(commit.submit("early"))
+    await asyncio.sleep(0.01)
+    assert recorder.batches == [["first"]]  # not stalled yet: "early" waits
+    await asyncio.sleep(0.1)
+    late = asyncio.create_task(commit.submit("late"))
+    await asyncio.sleep(0.01)
+    assert recorder.batches == [["first"], ["early", "late"]]  # beside the stalled one
+    also = asyncio.create_task(commit.submit("also"))
+    await asyncio.sleep(0.01)
+    assert len(recorder.batches) == 2  # at most one more beside it
+    recorder.release.set()
+    assert await asyncio.gather(first, early, late, also) == ["FIRST", "EARLY", "LATE", "ALSO"]

@@ -56,8 +56,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     # Texts that arrive together are stored in one statement (see shared/group_commit.py).
     # One batch at a time: under load each batch is larger, and both Postgres and this
-    # process spend less per text than with two in flight (bench/sms_ack.py).
-    app.state.sms_intake = GroupCommit(receive, max_in_flight=1)
+    # process spend less per text than with two in flight (bench/sms_ack.py). A batch
+    # still running after 0.25 s (a lock wait; batches take milliseconds) no longer holds
+    # the others back.
+    app.state.sms_intake = GroupCommit(receive, max_in_flight=1, stalled_after_seconds=0.25)
     if inline:
         await replier.start()
     try:
