@@ -13,7 +13,14 @@ from shared.pg import UNAVAILABLE_ERRORS, Connection
 from shared.settings import Settings
 
 Pool = asyncpg.Pool
-__all__ = ["UNAVAILABLE_ERRORS", "Connection", "Pool", "create_pool", "resolve_dsn"]
+__all__ = [
+    "UNAVAILABLE_ERRORS",
+    "Connection",
+    "Pool",
+    "create_pool",
+    "database_answers",
+    "resolve_dsn",
+]
 
 
 async def resolve_dsn(settings: Settings) -> str:
@@ -61,3 +68,16 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
             await pool.close()
             raise
     return pool
+
+
+_HEALTH_CHECK_SECONDS = 2.0
+
+
+async def database_answers(pool: Pool) -> bool:
+    """Whether a pooled connection answers `select 1` within 2 s (health checks)."""
+    try:
+        async with asyncio.timeout(_HEALTH_CHECK_SECONDS), pool.acquire() as conn:
+            await conn.fetchval("select 1")
+    except Exception:  # noqa: BLE001 - any failure means "not healthy", never an error page
+        return False
+    return True

@@ -52,8 +52,9 @@ class GroupCommit(Generic[T, R]):
         self._stalled_after = stalled_after_seconds
         self._max_stalled = max_stalled
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._batch_started: dict[int, float] = {}  # per drain task: its batch's start
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The drain tasks in flight (held here so none is collected) and when each one's
+        # current batch started.
+        self._batch_started: dict[asyncio.Task[None], float] = {}
 
     async def submit(self, item: T) -> R:
         """The item's result, once the batch it went in has committed."""
@@ -62,14 +63,10 @@ class GroupCommit(Generic[T, R]):
         self._queue.append((item, future))
         if self._may_start_batch(loop.time()):
             task = asyncio.create_task(self._drain())
-            self._batch_started[id(task)] = loop.time()
-            self._tasks.add(task)
-            task.add_done_callback(self._forget)
+            self._batch_started[task] = loop.time()
+            # A task cancelled before it ever ran never reaches _drain's own cleanup.
+            task.add_done_callback(lambda done: self._batch_started.pop(done, None))
         return await future
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._batch_started.pop(id(task), None)  # a task cancelled before it ever ran
 
     def _may_start_batch(self, now: float) -> bool:
         in_flight = len(self._batch_started)
@@ -80,7 +77,8 @@ class GroupCommit(Generic[T, R]):
         return all(now - t > self._stalled_after for t in self._batch_started.values())
 
     async def _drain(self) -> None:
-        key = id(asyncio.current_task())
+        key = asyncio.current_task()
+        assert key is not None
         loop = asyncio.get_running_loop()
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:

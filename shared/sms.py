@@ -250,20 +250,6 @@ async def _store_many(
     return [stored[i] for i in range(len(plans))]
 
 
-async def receive(
-    conn: Connection, sms: InboundSms, *, can_send: bool, lease_seconds: float | None
-) -> Received:
-    """Store an inbound text on its conversation and queue the AI reply when one is due.
-
-    With `lease_seconds` the queued reply is claimed for the caller; with None it is left
-    for a reply worker.
-
-    Atomic: a crash leaves either nothing (Twilio's retry redoes it) or the message together
-    with its pending reply (and a keyword's opt-out state).
-    """
-    return (await receive_many(conn, [sms], can_send=can_send, lease_seconds=lease_seconds))[0]
-
-
 async def receive_many(
     conn: Connection,
     messages: Sequence[InboundSms],
@@ -271,11 +257,17 @@ async def receive_many(
     can_send: bool,
     lease_seconds: float | None,
 ) -> list[Received]:
-    """receive for texts that arrived together, in two round trips for all of them (more
-    only for opt-out keywords and for several texts of one conversation).
+    """Store inbound texts on their conversations and queue each AI reply that is due, in
+    two round trips for all of them (more only for opt-out keywords and for several texts
+    of one conversation). One result per text, in order.
 
-    Each text is atomic on its own as in receive; keywords are applied first, so a text
-    that arrived with its contact's STOP is never answered."""
+    With `lease_seconds` a queued reply is claimed for the caller; with None it is left
+    for a reply worker.
+
+    Each text is atomic on its own: a crash leaves either nothing of it (Twilio's retry
+    redoes it) or the message together with its pending reply (and a keyword's opt-out
+    state). Keywords are applied first, so a text that arrived with its contact's STOP is
+    never answered."""
     targets = await resolve_inbound_many(conn, ChannelKind.SMS, {m.to_number for m in messages})
     received: dict[int, Received] = {}
     ordinary: list[tuple[int, _Plan]] = []

@@ -13,12 +13,9 @@ import signal
 import sys
 from collections.abc import Callable
 
-import asyncpg
-
 from shared.chat import TextChat
-from shared.db import Pool, create_pool
+from shared.db import Pool, create_pool, database_answers
 from shared.errors import WasslaError
-from shared.pg import UNAVAILABLE_ERRORS
 from shared.recordings import build_store
 from shared.settings import Settings
 from webhook_gateway.sms_replies import SmsReplier
@@ -31,28 +28,17 @@ WORKER_CONCURRENT_REPLIES = 64
 
 
 _HEALTH_TIMEOUT_SECONDS = 2.0
-_UNHEALTHY: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
 
 
 async def serve_health(replier: SmsReplier, pool: Pool, port: int) -> asyncio.Server:
     """`GET /` answers 200 while the worker listens for queued replies and its database
     answers, else 503: the sms group's Fly check, which a bluegreen deploy waits for."""
 
-    async def healthy() -> bool:
-        if not replier.listening:
-            return False
-        try:
-            async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS), pool.acquire() as conn:
-                await conn.fetchval("select 1")
-        except _UNHEALTHY:
-            return False
-        return True
-
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS):
                 await reader.readuntil(b"\r\n\r\n")  # the request line and headers
-            ok = await healthy()
+            ok = replier.listening and await database_answers(pool)
             status, body = (b"200 OK", b"ok\n") if ok else (b"503 Service Unavailable", b"no\n")
             writer.write(
                 b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: "

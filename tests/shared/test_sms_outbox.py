@@ -13,7 +13,7 @@ async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:
     agent = await factories.agent(conn, ws.id)
     channel = await factories.channel(conn, ws.id, agent_id=agent.id)
     inbound = sms.InboundSms("SM1", "+15557654321", channel.phone_number, "hi")
-    received = await sms.receive(conn, inbound, can_send=True, lease_seconds=60)
+    [received] = await sms.receive_many(conn, [inbound], can_send=True, lease_seconds=60)
     assert received.outcome is sms.Outcome.REPLY_QUEUED and received.reply is not None
     return received.reply
 
@@ -82,7 +82,8 @@ async def test_a_new_contacts_first_texts_arriving_at_once_share_one_conversatio
     async def deliver(i: int) -> sms.Received:
         inbound = sms.InboundSms(f"SM{i}", "+15557654321", channel.phone_number, f"text {i}")
         async with pool.acquire() as conn:
-            return await sms.receive(conn, inbound, can_send=True, lease_seconds=60)
+            [received] = await sms.receive_many(conn, [inbound], can_send=True, lease_seconds=60)
+            return received
 
     received = await asyncio.gather(*(deliver(i) for i in range(6)))
     assert {r.outcome for r in received} == {sms.Outcome.REPLY_QUEUED}

@@ -50,7 +50,7 @@ async def test_a_batch_ends_as_the_same_texts_one_at_a_time(pool: asyncpg.Pool) 
             conn, _texts("+15551230001", "b"), can_send=True, lease_seconds=None
         )
         singly = [
-            await sms.receive(conn, text, can_send=True, lease_seconds=None)
+            (await sms.receive_many(conn, [text], can_send=True, lease_seconds=None))[0]
             for text in _texts("+15551230002", "s")
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from shared.db import database_answers
 from webhook_gateway.deps import PoolDep
 
 router = APIRouter()
@@ -12,9 +13,6 @@ router = APIRouter()
 
 @router.get("/healthz")
 async def healthz(pool: PoolDep) -> JSONResponse:
-    try:
-        async with pool.acquire(timeout=2) as conn:
-            await conn.fetchval("select 1")
-    except Exception:  # noqa: BLE001 - any failure means "not healthy", never a 500 page
+    if not await database_answers(pool):
         return JSONResponse({"status": "degraded", "database": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})
