@@ -215,14 +215,21 @@ async def open_loop(port: int, rate: float, seconds: float, prefix: str) -> dict
     }  # fmt: skip
 
 
+def closed_requests(seconds: float, prefix: str) -> list[tuple[str, bytes]]:
+    """More requests than any server here answers in `seconds`: a run that ran out before
+    its deadline would divide by the wrong time (closed_loop refuses to)."""
+    return _requests(int(seconds * 12_000), prefix)
+
+
 async def closed_loop(
-    port: int, concurrency: int, seconds: float, prefix: str, measured: dict[str, int]
+    port: int,
+    concurrency: int,
+    seconds: float,
+    reqs: list[tuple[str, bytes]],
+    measured: dict[str, int],
 ) -> tuple[float, dict[str, float]]:
     """Requests per second with `concurrency` requests always in flight, and the CPU seconds
     each measured process used meanwhile."""
-    # Unique message ids for the whole run: the gateway must store every one, and a run that
-    # ran out of requests before its deadline would divide by the wrong time.
-    reqs = _requests(int(seconds * 12_000), prefix)
     gc.collect()
     gc.freeze()  # the prebuilt requests stay out of this process's collections
     done = 0
@@ -378,10 +385,13 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         rounds: list[dict[str, float]] = []
         closed_cpu: dict[str, float] = {}
         gw_done = 0.0
+        # Bare and signature-only store nothing: they share one request list. The gateway
+        # stores every message, so each of its runs gets message ids of its own.
+        stateless = closed_requests(closed_secs, "C")
         for n in range(args.closed_rounds):
             figures = {}
-            figures["bare"], _ = await closed_loop(bare_url, conc, closed_secs, f"C{n}", {})
-            figures["signed"], _ = await closed_loop(so["port"], conc, closed_secs, f"S{n}", {})
+            figures["bare"], _ = await closed_loop(bare_url, conc, closed_secs, stateless, {})
+            figures["signed"], _ = await closed_loop(so["port"], conc, closed_secs, stateless, {})
             if args.replies == "worker":
                 # In fly.toml the reply workers are their own process group on their own
                 # machines; here they would share the gateway's two cores. Paused, the
@@ -390,13 +400,13 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                 os.kill(procs[1].pid, signal.SIGSTOP)
                 try:
                     figures["paused"], _ = await closed_loop(
-                        gw_url, conc, closed_secs, f"P{n}", measured
+                        gw_url, conc, closed_secs, closed_requests(closed_secs, f"P{n}"), measured
                     )
                 finally:
                     os.kill(procs[1].pid, signal.SIGCONT)
                 await wait_replies_done(dsn)
             figures["gateway"], cpu = await closed_loop(
-                gw_url, conc, closed_secs, f"D{n}", measured
+                gw_url, conc, closed_secs, closed_requests(closed_secs, f"D{n}"), measured
             )
             await wait_replies_done(dsn)
             rounds.append(figures)
