@@ -2,7 +2,7 @@
 endpoint returning fixed TwiML, in the same run, on this machine.
 
     .venv/bin/python bench/sms_ack.py [--replies inline|worker|none] [--rate 200]
-        [--seconds 10] [--concurrency 32] [--closed-seconds 4] [--closed-rounds 3]
+        [--seconds 10] [--concurrency 32,SOFT_LIMIT] [--closed-seconds 4] [--closed-rounds 3]
 
 Processes (each its own, so none steals another's event loop):
   - the real gateway app under uvicorn (embedded Postgres in a temp WASSLA_DATA_DIR, or
@@ -14,9 +14,16 @@ Processes (each its own, so none steals another's event loop):
   - this process: an open-loop load generator (requests fire on schedule, latency counted
     from the scheduled time, so a slow server cannot slow the offered load down).
 
-Prints: ack latency p50/p99 at the offered rate for both, closed-loop maximum throughput of
-both and their ratio, and inbound-to-REST-send latency (p50/p95/p99) read from the Twilio
-stand-in's log joined with our reply rows. Access logs are off in both servers.
+Prints: ack latency p50/p99 at the offered rate for both, closed-loop throughput of both and
+their ratio, and inbound-to-REST-send latency (p50/p95/p99) read from the Twilio stand-in's
+log joined with our reply rows. Access logs are off in both servers.
+
+Throughput is each server's maximum: closed loops run at 32 requests in flight and at the
+number Fly's proxy may have in flight on one gateway machine (fly.toml's
+http_service.concurrency.soft_limit), and each server's best is compared. The bare endpoint
+peaks at any of them; the gateway, whose every acknowledgement waits for a commit, needs
+more requests in flight to keep its core busy (at 32 it idles while they all wait on
+Postgres). Both figures are printed.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import gc
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +52,7 @@ from fastapi.responses import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds  # noqa: E402  (bench/loadgen.py, beside this script)
+from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds, raw_get  # noqa: E402  (bench/loadgen.py, beside this script)
 
 from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 
@@ -152,6 +161,30 @@ def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@asynccontextmanager
+async def listening(dsn: str) -> AsyncIterator[None]:
+    """A LISTEN on the reply queue's channel that reads and drops every notification."""
+    import asyncpg
+
+    from shared import sms_outbox
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.add_listener(sms_outbox.NOTIFY_CHANNEL, lambda *_: None)
+        yield
+    finally:
+        await conn.close()
+
+
 # --- load ------------------------------------------------------------------------------------
 
 
@@ -165,7 +198,9 @@ def _requests(count: int, prefix: str) -> list[tuple[str, bytes]]:
     url = PUBLIC_BASE_URL + "/twilio-sms"
     out = []
     for i in range(count):
-        sid = f"SM{prefix}{i:030d}"[:34]
+        sid = f"SM{prefix}{i:0{32 - len(prefix)}d}"  # 34 characters, as Twilio's
+        if len(sid) != 34:
+            raise ValueError(f"prefix {prefix!r} leaves no room for {count} message ids")
         params = {
             "MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": ACCOUNT_SID,
             "From": f"+1555{2000000 + i % CONTACTS:07d}", "To": OUR_NUMBER,
@@ -232,17 +267,19 @@ async def closed_loop(
     each measured process used meanwhile."""
     gc.collect()
     gc.freeze()  # the prebuilt requests stay out of this process's collections
-    done = 0
+    done = failed = 0
     index = 0
     client = RawClient(port)
 
     async def worker() -> None:
-        nonlocal done, index
+        nonlocal done, failed, index
         while time.perf_counter() < deadline and index < len(reqs):
             _, raw = reqs[index]
             index += 1
             if (await client.request(raw))[0] == 200:
                 done += 1
+            else:
+                failed += 1
 
     before = cpu_snapshot(measured)
     start = time.perf_counter()
@@ -254,7 +291,15 @@ async def closed_loop(
     gc.unfreeze()
     if index >= len(reqs):
         raise RuntimeError(f"closed loop ran out of requests after {elapsed:.1f} s")
+    if failed:  # a server shedding load would look fast
+        raise RuntimeError(f"{failed} of {done + failed} failed at {concurrency} in flight")
     return done / elapsed, {k: after[k] - before[k] for k in before}
+
+
+def fly_soft_limit() -> int:
+    """The requests Fly's proxy may have in flight on one gateway machine (fly.toml)."""
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    return int(fly["http_service"]["concurrency"]["soft_limit"])
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -320,6 +365,38 @@ async def send_latencies(dsn: str, sent: list[dict[str, Any]], sent_at: dict[str
     return out
 
 
+async def wait_listening(health_port: int) -> None:
+    """Until a reply worker's health check says it listens for queued replies (30 s)."""
+    for _ in range(300):
+        client = RawClient(health_port)
+        try:
+            if (await client.request(raw_get("/", host="127.0.0.1")))[0] == 200:
+                return
+        except OSError:
+            pass  # not serving yet
+        finally:
+            await client.aclose()
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the reply worker did not start listening within 30 s")
+
+
+async def drop_backlog(dsn: str) -> None:
+    """Skip the replies a closed loop queued and no worker has taken yet, then let the ones
+    being sent finish. Sending thousands more would take minutes and load the next round's
+    servers; the open loops measure the send path."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "update sms_replies set status = 'skipped', error = 'bench: closed-loop backlog',"
+            " updated_at = now() where status = 'pending'"
+        )
+    finally:
+        await conn.close()
+    await wait_replies_done(dsn)
+
+
 def cpu_snapshot(measured: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each measured process, Postgres and this load generator."""
     snapshot = {name: cpu_seconds(pid) for name, pid in measured.items()}
@@ -341,15 +418,21 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_API_BASE_URL": urls["twilio"],
             "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": urls["openai"],
         }  # fmt: skip
+        worker: subprocess.Popen[str] | None = None
         if args.replies == "worker":
             gateway_env["SMS_REPLIES"] = "worker"
-            procs.append(_spawn_reply_worker(gateway_env))
+            with _listen() as free:
+                gateway_env["SMS_WORKER_HEALTH_PORT"] = str(free.getsockname()[1])
+            worker = _spawn_reply_worker(gateway_env)
+            procs.append(worker)
         gateway, g = _spawn("gateway", gateway_env)
         bare, b = _spawn("bare", env)
         signed_only, so = _spawn("signed", gateway_env)
         procs += [gateway, bare, signed_only]
         gw_url, bare_url = g["port"], b["port"]
         await asyncio.sleep(1.0)
+        if worker is not None:
+            await wait_listening(int(gateway_env["SMS_WORKER_HEALTH_PORT"]))
 
         rate, secs = args.rate, args.seconds
         print(
@@ -358,8 +441,8 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         )
         bare_open = await open_loop(bare_url, rate, secs, "B")
         measured = {"gateway": gateway.pid, "stand-ins": standins.pid}
-        if args.replies == "worker":
-            measured["reply worker"] = procs[1].pid
+        if worker is not None:
+            measured["reply worker"] = worker.pid
         before = cpu_snapshot(measured)
         gw_open = await open_loop(gw_url, rate, secs, "G")
         await wait_replies_done(dsn)
@@ -381,38 +464,50 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
 
         # Closed loops in rounds, each round's gateway against the same round's bare: the
         # bare figure swings by a third between runs on this shared machine.
-        conc, closed_secs = args.concurrency, args.closed_seconds
-        rounds: list[dict[str, float]] = []
+        closed_secs = args.closed_seconds
+        rounds: list[dict[tuple[str, int], float]] = []
         closed_cpu: dict[str, float] = {}
         gw_done = 0.0
         # Bare and signature-only store nothing: they share one request list. The gateway
         # stores every message, so each of its runs gets message ids of its own.
         stateless = closed_requests(closed_secs, "C")
         for n in range(args.closed_rounds):
-            figures = {}
-            figures["bare"], _ = await closed_loop(bare_url, conc, closed_secs, stateless, {})
-            figures["signed"], _ = await closed_loop(so["port"], conc, closed_secs, stateless, {})
-            if args.replies == "worker":
-                # In fly.toml the reply workers are their own process group on their own
-                # machines; here they would share the gateway's two cores. Paused, the
-                # gateway still queues every reply (row and NOTIFY); the worker sends them
-                # afterwards.
-                os.kill(procs[1].pid, signal.SIGSTOP)
-                try:
-                    figures["paused"], _ = await closed_loop(
-                        gw_url, conc, closed_secs, closed_requests(closed_secs, f"P{n}"), measured
-                    )
-                finally:
-                    os.kill(procs[1].pid, signal.SIGCONT)
-                await wait_replies_done(dsn)
-            figures["gateway"], cpu = await closed_loop(
-                gw_url, conc, closed_secs, closed_requests(closed_secs, f"D{n}"), measured
-            )
-            await wait_replies_done(dsn)
+            figures: dict[tuple[str, int], float] = {}
+            for conc in args.concurrency:
+                tag = f"{n}c{conc}"
+                figures["bare", conc], _ = await closed_loop(
+                    bare_url, conc, closed_secs, stateless, {}
+                )
+                figures["signed", conc], _ = await closed_loop(
+                    so["port"], conc, closed_secs, stateless, {}
+                )
+                if worker is not None:
+                    # In fly.toml the reply workers are their own process group on their own
+                    # machines; here they would share the gateway's two cores. So the
+                    # worker is stopped for this run and a listener here takes its place:
+                    # the gateway still queues every reply (row and NOTIFY, read as it
+                    # comes). A paused worker would not do: Postgres keeps every
+                    # notification a stalled listener has not read.
+                    _stop(worker)
+                    procs.remove(worker)
+                    async with listening(dsn):
+                        figures["queued", conc], _ = await closed_loop(
+                            gw_url, conc, closed_secs, closed_requests(closed_secs, f"Q{tag}"),
+                            {k: v for k, v in measured.items() if k != "reply worker"},
+                        )  # fmt: skip
+                    await drop_backlog(dsn)
+                    worker = _spawn_reply_worker(gateway_env)
+                    procs.append(worker)
+                    measured["reply worker"] = worker.pid
+                    await wait_listening(int(gateway_env["SMS_WORKER_HEALTH_PORT"]))
+                figures["gateway", conc], cpu = await closed_loop(
+                    gw_url, conc, closed_secs, closed_requests(closed_secs, f"D{tag}"), measured
+                )
+                await drop_backlog(dsn)
+                gw_done += figures["gateway", conc] * closed_secs
+                for k, v in cpu.items():
+                    closed_cpu[k] = closed_cpu.get(k, 0.0) + v
             rounds.append(figures)
-            gw_done += figures["gateway"] * closed_secs
-            for k, v in cpu.items():
-                closed_cpu[k] = closed_cpu.get(k, 0.0) + v
 
         for name, r in (("bare TwiML", bare_open), ("gateway /twilio-sms", gw_open)):
             print(
@@ -436,21 +531,23 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             f"  gateway ack at {args.reply_rate:.0f}/s: p50 {calm['p50']:.2f} ms"
             f"  p99 {calm['p99']:.2f} ms"
         )
+        levels = args.concurrency
         print(
-            f"closed loop, {conc} concurrent, {closed_secs:.0f} s each,"
-            f" {args.closed_rounds} rounds (req/s per round; the ratio is the median of the"
-            " rounds' ratios):"
+            f"closed loop, {closed_secs:.0f} s each, {args.closed_rounds} rounds; req/s per round"
+            f" at {' and '.join(str(c) for c in levels)} requests in flight:"
         )
         labels = {
             "bare": "bare TwiML",
             "gateway": "gateway /twilio-sms",
-            "paused": "gateway, reply worker paused (own machines in fly.toml), replies queued",
+            "queued": "gateway, replies queued, reply worker elsewhere (as in fly.toml)",
             "signed": "signature check only (ceiling: the check, no database)",
         }
         for key, label in labels.items():
-            if key in rounds[0]:
-                print(f"  {' '.join(f'{r[key]:6.0f}' for r in rounds)}  {label}")
-        total_secs = closed_secs * len(rounds)
+            if (key, levels[0]) in rounds[0]:
+                for conc in levels:
+                    cells = " ".join(f"{r[key, conc]:6.0f}" for r in rounds)
+                    print(f"  {conc:4} in flight: {cells}  {label}")
+        total_secs = closed_secs * len(rounds) * len(levels)
         print(
             "  CPU per acknowledgement in the gateway's closed loops (cores used): "
             + ", ".join(
@@ -459,21 +556,31 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             )
         )
 
-        def ratio(key: str) -> float:
-            return statistics.median(r[key] / r["bare"] for r in rounds)
+        def ratio(key: str, conc: int | None = None) -> float:
+            """Median over rounds of key/bare: at one level, or each one's best (None)."""
 
-        print(f"throughput ratio gateway/bare: {ratio('gateway'):.2f}")
-        if "paused" in rounds[0]:
-            print(f"  (reply worker paused: {ratio('paused'):.2f})")
+            def best(r: dict[tuple[str, int], float], k: str) -> float:
+                return r[k, conc] if conc is not None else max(r[k, c] for c in levels)
+
+            return statistics.median(best(r, key) / best(r, "bare") for r in rounds)
+
+        print(
+            f"throughput ratio gateway/bare (each one's best): {ratio('gateway'):.2f}  ("
+            + ", ".join(f"at {c} in flight {ratio('gateway', c):.2f}" for c in levels)
+            + ")"
+        )
+        if ("queued", levels[0]) in rounds[0]:
+            print(
+                f"  (replies queued, reply worker elsewhere: {ratio('queued'):.2f}; "
+                + ", ".join(f"at {c} {ratio('queued', c):.2f}" for c in levels)
+                + ")"
+            )
         print(f"  (signature check only/bare: {ratio('signed'):.2f})")
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
         stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -483,7 +590,13 @@ if __name__ == "__main__":
     parser.add_argument("--serve", choices=["gateway", "bare", "signed", "standins"])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[32, fly_soft_limit()],
+        help="closed-loop requests in flight, comma-separated (default: 32 and fly.toml's"
+        " soft_limit, what Fly's proxy may have in flight on one gateway machine)",
+    )
     parser.add_argument("--reply-rate", type=float, default=50.0)
     parser.add_argument("--closed-seconds", type=float, default=4.0)
     parser.add_argument("--closed-rounds", type=int, default=3)
