@@ -52,7 +52,7 @@ from fastapi.responses import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds, raw_get  # noqa: E402  (bench/loadgen.py, beside this script)
+from loadgen import RawClient, cpu_seconds, pct, postgres_cpu_seconds, raw_get, stop_process  # noqa: E402  (bench/loadgen.py, beside this script)
 
 from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 
@@ -159,15 +159,6 @@ def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @asynccontextmanager
@@ -488,7 +479,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                     # the gateway still queues every reply (row and NOTIFY, read as it
                     # comes). A paused worker would not do: Postgres keeps every
                     # notification a stalled listener has not read.
-                    _stop(worker)
+                    stop_process(worker)
                     procs.remove(worker)
                     async with listening(dsn):
                         figures["queued", conc], _ = await closed_loop(
@@ -580,7 +571,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
         stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 

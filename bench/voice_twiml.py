@@ -269,11 +269,7 @@ async def main() -> None:
                   "   (target p95 < 50 ms)")  # fmt: skip
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            loadgen.stop_process(proc, timeout=30)
         standin.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
