@@ -132,7 +132,9 @@ class _Stored:
 # just opened), the message once per provider id, and the pending reply only when this
 # statement stored the message, the reply is due, an agent answers and the contact has not
 # opted out. Two texts of one conversation cannot share a statement (an upsert may touch a
-# row once): _store_many runs them in successive ones.
+# row once): _store_many runs them in successive ones. The NOTIFY only wakes the reply
+# workers (they claim whatever is due), so its payload is constant: Postgres folds a
+# transaction's identical notifications into one, a single queue entry per statement.
 _STORE_SQL = f"""
 with input as (
     select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
@@ -183,7 +185,7 @@ reply as (
 select conv.id as conversation_id, msg.id as message_id, agent.id as agent_id,
        i.ord in (select ord from opted) as opted_out, reply.id as reply_id, reply.claim,
        case when reply.id is not null and $10::float8 is null
-            then pg_notify($11, reply.id::text) end as notified
+            then pg_notify($11, '') end as notified
 from input i
 join agent using (channel_id)
 join conv using (channel_id, contact_number)
