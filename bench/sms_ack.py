@@ -161,6 +161,13 @@ def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+async def start_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A `python -m webhook_gateway.sms_worker`, once its health check says it listens."""
+    proc = _spawn_reply_worker(env)
+    await wait_listening(int(env["SMS_WORKER_HEALTH_PORT"]))
+    return proc
+
+
 @asynccontextmanager
 async def listening(dsn: str) -> AsyncIterator[None]:
     """A LISTEN on the reply queue's channel that reads and drops every notification."""
@@ -414,7 +421,7 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
             gateway_env["SMS_REPLIES"] = "worker"
             with _listen() as free:
                 gateway_env["SMS_WORKER_HEALTH_PORT"] = str(free.getsockname()[1])
-            worker = _spawn_reply_worker(gateway_env)
+            worker = await start_reply_worker(gateway_env)
             procs.append(worker)
         gateway, g = _spawn("gateway", gateway_env)
         bare, b = _spawn("bare", env)
@@ -422,8 +429,6 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
         procs += [gateway, bare, signed_only]
         gw_url, bare_url = g["port"], b["port"]
         await asyncio.sleep(1.0)
-        if worker is not None:
-            await wait_listening(int(gateway_env["SMS_WORKER_HEALTH_PORT"]))
 
         rate, secs = args.rate, args.seconds
         print(
@@ -487,10 +492,9 @@ async def main(args: argparse.Namespace, data_dir: Path) -> None:
                             {k: v for k, v in measured.items() if k != "reply worker"},
                         )  # fmt: skip
                     await drop_backlog(dsn)
-                    worker = _spawn_reply_worker(gateway_env)
+                    worker = await start_reply_worker(gateway_env)
                     procs.append(worker)
                     measured["reply worker"] = worker.pid
-                    await wait_listening(int(gateway_env["SMS_WORKER_HEALTH_PORT"]))
                 figures["gateway", conc], cpu = await closed_loop(
                     gw_url, conc, closed_secs, closed_requests(closed_secs, f"D{tag}"), measured
                 )
