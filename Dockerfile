@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for both Fly process groups (gateway, worker); fly.toml picks the command.
+# One image for every Fly process group (gateway, sms, worker); fly.toml picks the command.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -15,14 +15,17 @@ ENV PATH=/app/.venv/bin:$PATH
 
 # Dependencies in their own layer: it is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml README.md ./
-RUN mkdir -p shared webhook_gateway worker \
+RUN mkdir -p shared webhook_gateway worker sms_sender wassla \
  && touch shared/__init__.py webhook_gateway/__init__.py worker/__init__.py \
+          sms_sender/__init__.py wassla/__init__.py \
  && pip install . \
  && pip uninstall -y wassla-voice
 
 COPY shared ./shared
 COPY webhook_gateway ./webhook_gateway
 COPY worker ./worker
+COPY sms_sender ./sms_sender
+COPY wassla ./wassla
 RUN pip install --no-deps . \
  && python -m compileall -q /app/.venv/lib
 # Models the worker needs, fetched at build time, never at call time (Silero VAD ships in its

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded  # noqa: E402
-from shared.livekit_sip import sync_inbound_sip  # noqa: E402
+from shared.providers.livekit_sip import sync_inbound_sip  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.livekit_server import LiveKitServer, free_port  # noqa: E402

@@ -114,7 +114,7 @@ def serve_signed_only() -> None:
 
     app = FastAPI()
     settings = Settings()
-    app.state.gateway = SimpleNamespace(settings=settings)
+    app.state.gateway = SimpleNamespace(services=SimpleNamespace(settings=settings))
 
     async def signed(request: Request) -> Response:
         await verified_twilio_request(request, settings)
@@ -153,7 +153,7 @@ def _spawn(role: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[
 
 def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "webhook_gateway.sms_worker"],
+        [sys.executable, "-m", "sms_sender"],
         env=env,
         cwd=ROOT,
         stderr=subprocess.DEVNULL,
@@ -162,7 +162,7 @@ def _spawn_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 async def start_reply_worker(env: dict[str, str]) -> subprocess.Popen[str]:
-    """A `python -m webhook_gateway.sms_worker`, once its health check says it listens."""
+    """A `python -m sms_sender`, once its health check says it listens."""
     proc = _spawn_reply_worker(env)
     await wait_listening(int(env["SMS_WORKER_HEALTH_PORT"]))
     return proc

@@ -59,10 +59,10 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = 10.0
     # SMS replies: generated and sent by the gateway process that acknowledged the text
-    # ("inline"), or by separate `python -m webhook_gateway.sms_worker` processes ("worker"),
+    # ("inline"), or by separate `python -m sms_sender` processes ("worker"),
     # so acknowledgements never share an event loop with the model client.
     sms_replies: Literal["inline", "worker"] = "inline"
-    # `python -m webhook_gateway.sms_worker` answers `GET /` here (Fly's check); None: off.
+    # `python -m sms_sender` answers `GET /` here (Fly's check); None: off.
     sms_worker_health_port: int | None = None
 
     # OpenAI-compatible API (chat, STT, TTS)

@@ -15,7 +15,7 @@ import asyncpg
 def wassla(pg_dsn: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": pg_dsn, "WASSLA_DATA_DIR": str(data_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "wassla.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -93,7 +93,7 @@ def test_bluegreen_deploys_with_vm_sizes_per_group() -> None:
 def test_gateways_queue_sms_replies_for_the_sms_group() -> None:
     # Every group reads the same [env]: gateways only queue, the sms group sends.
     assert Settings(sms_replies=FLY["env"]["SMS_REPLIES"]).sms_replies == "worker"
-    assert FLY["processes"]["sms"] == "python -m webhook_gateway.sms_worker"
+    assert FLY["processes"]["sms"] == "python -m sms_sender"
 
 
 async def test_release_command_is_the_real_migrate_command(pg_dsn: str) -> None:

@@ -28,7 +28,7 @@ def test_wassla_dev_serves_with_embedded_defaults() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LIVEKIT_"))}
     env.update({"WASSLA_DATA_DIR": str(data_dir), "PORT": str(port)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "dev"],
+        [sys.executable, "-m", "wassla.cli", "dev"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,14 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from shared.chat import TextChat
-from shared.db import create_pool
-from shared.recordings import build_store
+from shared.services import Services
 from shared.settings import Settings
 from webhook_gateway.errors import install_error_handlers
+from webhook_gateway.gateway import Gateway
 from webhook_gateway.routes import channels, health, recordings, sms, voice
-from webhook_gateway.state import GatewayState
-from webhook_gateway.twilio_rest import TwilioRest
 
 logger = logging.getLogger("webhook_gateway")
 
@@ -26,18 +23,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings)
-        state = GatewayState(
-            settings=settings,
-            pool=pool,
-            recordings=build_store(settings),
-            chat=TextChat(settings),
-            twilio=TwilioRest(settings) if settings.twilio_account_sid else None,
-        )
-        app.state.gateway = state
-        voice.install(app.state, state)  # voice services + start-up recording sweep
+        gateway = Gateway.build(await Services.open(settings))
+        app.state.gateway = gateway
         try:
-            await state.start()
+            await gateway.start()
             # Everything loaded so far lives as long as the process: move it out of the
             # cyclic GC's reach, so full collections stay short (they paused requests ~200 ms).
             gc.collect()
@@ -47,8 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
             gc.set_threshold(20_000, 20, 20)
             yield
         finally:
-            await state.aclose()
-            await pool.close()
+            await gateway.aclose()
 
     app = FastAPI(title="wassla-voice gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)

@@ -7,39 +7,37 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from shared.db import Pool
+from shared.services import Services
 from shared.settings import Settings
 from webhook_gateway.auth import bearer_token, verify_user_token
-from webhook_gateway.state import GatewayState
+from webhook_gateway.gateway import Gateway
 
 
-def get_state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
+def gateway_of(request: Request) -> Gateway:
+    """The app's Gateway (set by the lifespan in app.py): the one typed way to reach it."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
 
 
-def get_pool(request: Request) -> Pool:
-    return get_state(request).pool
+# `async def`: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+async def _gateway_dep(request: Request) -> Gateway:
+    return gateway_of(request)
 
 
-def get_settings(request: Request) -> Settings:
-    return get_state(request).settings
-
-
-# FastAPI runs a plain `def` dependency in a worker thread (a thread hop per request, per
-# dependency); these `async def` twins run on the event loop.
-async def _state_dep(request: Request) -> GatewayState:
-    return get_state(request)
+async def _services_dep(request: Request) -> Services:
+    return gateway_of(request).services
 
 
 async def _pool_dep(request: Request) -> Pool:
-    return get_state(request).pool
+    return gateway_of(request).services.pool
 
 
 async def _settings_dep(request: Request) -> Settings:
-    return get_state(request).settings
+    return gateway_of(request).services.settings
 
 
-StateDep = Annotated[GatewayState, Depends(_state_dep)]
+GatewayDep = Annotated[Gateway, Depends(_gateway_dep)]
+ServicesDep = Annotated[Services, Depends(_services_dep)]
 PoolDep = Annotated[Pool, Depends(_pool_dep)]
 SettingsDep = Annotated[Settings, Depends(_settings_dep)]
 

@@ -6,7 +6,7 @@ under `<CallSid>:turn:<n>:user`, and the reply under `...:assistant`, so a Twili
 same request never stores or generates twice. A slow model never holds a request past the
 turn deadline: the caller hears a filler and Twilio comes back on a `<Redirect>` to collect.
 
-Reply tasks live in this process (kept by GatewayState.spawn). Another instance that gets
+Reply tasks live in this process (kept by Services.spawn). Another instance that gets
 the collect request finds the reply in Postgres once stored; if the task is not there (other
 instance still generating, or a restart), it generates from the stored words itself and the
 first stored reply wins: correct, at worst one extra model call.
@@ -25,14 +25,14 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from shared import agents, calls, conversations
 from shared.billing import decide_spend
-from shared.chat import ChatFailed, ChatTurn
 from shared.errors import NotFound
 from shared.models import Agent, ChannelKind
 from shared.pg import Connection
 from shared.phrases import asks_for_human, line
+from shared.providers.chat import ChatFailed, ChatTurn
 from shared.routing import InboundTarget, resolve_inbound, route_agent
+from shared.services import Services
 from webhook_gateway import voice_twiml as tw
-from webhook_gateway.state import GatewayState
 from webhook_gateway.voice_languages import DEFAULT_TAG, VoiceLocale, voice_locale
 
 logger = logging.getLogger("webhook_gateway.voice")
@@ -68,8 +68,8 @@ class ReplyTasks:
     the call ends, so a collect tells "failed" apart from "never started here".
     """
 
-    def __init__(self, state: GatewayState) -> None:
-        self._state = state
+    def __init__(self, services: Services) -> None:
+        self._services = services
         self._tasks: dict[ReplyKey, asyncio.Task[str | None]] = {}
 
     def get(self, key: ReplyKey) -> asyncio.Task[str | None] | None:
@@ -82,7 +82,7 @@ class ReplyTasks:
         if task is not None:
             coro.close()  # not needed: the turn is already being answered
             return task
-        task = self._state.spawn(coro, name=f"voice.reply:{key[0]}:{key[1]}")
+        task = self._services.spawn(coro, name=f"voice.reply:{key[0]}:{key[1]}")
         self._tasks[key] = task
 
         def forget(done: asyncio.Task[str | None]) -> None:
@@ -102,19 +102,19 @@ class ReplyTasks:
 
 
 class VoiceLoop:
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-        self.settings = state.settings
-        self.links = tw.VoiceLinks(state.settings.public_base_url)
-        self.tuning = tw.GatherTuning.from_settings(state.settings)
-        self.replies = ReplyTasks(state)
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.links = tw.VoiceLinks(services.settings.public_base_url)
+        self.tuning = tw.GatherTuning.from_settings(services.settings)
+        self.replies = ReplyTasks(services)
 
     # --- answering -------------------------------------------------------------------------
 
     async def answer(self, incoming: IncomingCall) -> VoiceResponse:
         """The first TwiML of a call: refuse, bridge into LiveKit, or greet and listen."""
         log = {"call_sid": incoming.call_sid}
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             target = await resolve_inbound(conn, ChannelKind.VOICE, incoming.to_number)
             if target is None:
                 logger.info("voice.unknown_number", extra=log)
@@ -179,7 +179,7 @@ class VoiceLoop:
         """The `<Dial><Sip>` leg ended: done when LiveKit carried the call, else the loop."""
         if dial_status in tw.SIP_LEG_ANSWERED:
             return tw.hang_up()
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
             if loaded is None:
                 return tw.hang_up()
@@ -212,7 +212,7 @@ class VoiceLoop:
     async def turn(self, call_sid: str, turn: int, silent: int, speech: str) -> VoiceResponse:
         """A `<Gather>` result: store the words, answer within the deadline, listen again."""
         speech = speech.strip()
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
             if loaded is None:
                 return tw.hang_up()
@@ -247,7 +247,7 @@ class VoiceLoop:
 
     async def collect(self, call_sid: str, turn: int, wait: int) -> VoiceResponse:
         """The `<Redirect>` after a filler: say the reply once it is ready."""
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
             if loaded is None:
                 return tw.hang_up()
@@ -303,7 +303,7 @@ class VoiceLoop:
     async def _generate(self, call: calls.Call, agent: Agent, turn: int, speech: str) -> str | None:
         """One reply from the text-chat pipeline, stored under the turn's id; None on failure."""
         user_id = user_turn_id(call.call_sid, turn)
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             past = await conversations.history(conn, call.conversation_id)
         turns = [
             ChatTurn("user" if m.role == "user" else "assistant", m.body)
@@ -311,14 +311,14 @@ class VoiceLoop:
             if m.role in ("user", "assistant") and m.provider_id != user_id
         ]
         try:
-            text = await self.state.chat.reply(agent, turns, speech, medium="voice")
+            text = await self.services.chat.reply(agent, turns, speech, medium="voice")
         except ChatFailed as exc:
             logger.warning(
                 "voice.reply_failed",
                 extra={"call_sid": call.call_sid, "turn": turn, "error": str(exc)},
             )
             return None
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             stored = await conversations.add_message(
                 conn, call.conversation_id, direction="outbound", role="assistant", body=text,
                 provider_id=reply_turn_id(call.call_sid, turn),
@@ -351,7 +351,7 @@ class VoiceLoop:
         """The person's leg ended: the call is over, or nobody answered and the agent resumes."""
         if dial_status in tw.SIP_LEG_ANSWERED:
             return tw.hang_up()
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
         if loaded is None:
             return tw.hang_up()
@@ -363,7 +363,7 @@ class VoiceLoop:
 
     async def call_status(self, call_sid: str, status: str, duration_seconds: int | None) -> None:
         """Call progress: a terminal status closes the call and charges its minutes once."""
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             if status in calls.TERMINAL_STATUSES:
                 charge = await calls.finish_call(
                     conn, call_sid, status=status, duration_seconds=duration_seconds

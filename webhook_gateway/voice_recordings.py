@@ -16,7 +16,7 @@ from shared import calls
 from shared.errors import ProviderError
 from shared.pg import Connection
 from shared.recordings import save_recording
-from webhook_gateway.state import GatewayState
+from shared.services import Services
 
 logger = logging.getLogger("webhook_gateway.voice")
 
@@ -54,10 +54,10 @@ async def _queue(conn: Connection, rec: RecordingReady) -> bool:
 
 
 class RecordingFetcher:
-    """Fetches recordings in background tasks kept by GatewayState, one per RecordingSid."""
+    """Fetches recordings in background tasks kept by Services, one per RecordingSid."""
 
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self._in_flight: set[str] = set()
 
     async def accept(self, rec: RecordingReady) -> None:
@@ -66,7 +66,7 @@ class RecordingFetcher:
         if rec.status != "completed":
             logger.info("voice.recording_not_completed", extra={**log, "status": rec.status})
             return
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             pending = await _queue(conn, rec)
         if pending:
             self.start(rec.recording_sid)
@@ -75,12 +75,14 @@ class RecordingFetcher:
         if recording_sid in self._in_flight:
             return
         self._in_flight.add(recording_sid)
-        task = self.state.spawn(self._fetch(recording_sid), name=f"voice.recording:{recording_sid}")
+        task = self.services.spawn(
+            self._fetch(recording_sid), name=f"voice.recording:{recording_sid}"
+        )
         task.add_done_callback(lambda _: self._in_flight.discard(recording_sid))
 
     async def resume_pending(self) -> int:
         """Start fetches a restart interrupted; returns how many were started."""
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             rows = await conn.fetch(
                 "select recording_sid from voice_recording_fetches where status = 'pending'"
                 " order by created_at limit 500"
@@ -92,10 +94,10 @@ class RecordingFetcher:
         return len(rows)
 
     async def _fetch(self, recording_sid: str) -> None:
-        settings = self.state.settings
+        settings = self.services.settings
         attempts = max(1, settings.voice_recording_fetch_attempts)
         for attempt in range(1, attempts + 1):
-            async with self.state.pool.acquire() as conn:
+            async with self.services.pool.acquire() as conn:
                 job = await conn.fetchrow(
                     "select call_sid, recording_url, duration_seconds"
                     " from voice_recording_fetches where recording_sid = $1 and status = 'pending'",
@@ -104,11 +106,11 @@ class RecordingFetcher:
             if job is None:
                 return
             log = {"call_sid": job["call_sid"], "recording_sid": recording_sid}
-            if self.state.twilio is None:
+            if self.services.twilio is None:
                 logger.error("voice.recording_no_twilio_client", extra=log)
                 return  # stays pending: resumed once TWILIO_ACCOUNT_SID is configured
             try:
-                data = await self.state.twilio.fetch_recording(
+                data = await self.services.twilio.fetch_recording(
                     job["recording_url"], extension=_EXTENSION
                 )
                 await self._store(recording_sid, job["call_sid"], job["duration_seconds"], data)
@@ -128,7 +130,7 @@ class RecordingFetcher:
     async def _store(
         self, recording_sid: str, call_sid: str, duration_seconds: int | None, data: bytes
     ) -> None:
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             call = await calls.get_call(conn, call_sid)
             if call is None:
                 await self._note_failure(recording_sid, "unknown call", final=True)
@@ -139,7 +141,7 @@ class RecordingFetcher:
                 return
             recording_id = await save_recording(
                 conn,
-                self.state.recordings,
+                self.services.recordings,
                 workspace_id=call.workspace_id,
                 conversation_id=call.conversation_id,
                 call_id=call.id,
@@ -162,7 +164,7 @@ class RecordingFetcher:
         )  # fmt: skip
 
     async def _note_failure(self, recording_sid: str, error: str, *, final: bool) -> None:
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             await conn.execute(
                 "update voice_recording_fetches set attempts = attempts + 1, last_error = $2,"
                 " status = case when $3 then 'failed' else status end, updated_at = now()"

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from shared.livekit_sip import CALL_SID_HEADER
+from shared.providers.livekit_sip import CALL_SID_HEADER
 from shared.settings import Settings
 from webhook_gateway.voice_languages import VoiceLocale
 

@@ -18,6 +18,7 @@ from livekit.agents.voice.report import SessionReport
 
 from shared import calls, conversations, recordings
 from shared.pg import UNAVAILABLE_ERRORS
+from shared.providers import recording_store
 from shared.settings import Settings
 from worker.admission import Admitted
 from worker.caller import Caller
@@ -207,7 +208,7 @@ class CallSession:
         data = await asyncio.to_thread(path.read_bytes)
         if not data:
             return
-        store = recordings.build_store(self.settings)
+        store = recording_store.build_store(self.settings)
         key = self.admitted.call_sid or str(self.admitted.conversation_id)
         async with self.pool.acquire() as conn:
             await recordings.save_recording(

@@ -14,7 +14,7 @@ from typing import Any
 
 from livekit import rtc
 
-from shared.livekit_sip import CALL_SID_ATTRIBUTE
+from shared.providers.livekit_sip import CALL_SID_ATTRIBUTE
 
 CALL_SID_ATTRIBUTES = (CALL_SID_ATTRIBUTE, "sip.twilio.callSid", "sip.callID")
 

@@ -4,8 +4,8 @@ from uuid import uuid4
 
 import pytest
 
-from shared.chat import ChatFailed, ChatTurn, TextChat, bounded_history
 from shared.models import Agent
+from shared.providers.chat import ChatFailed, ChatTurn, TextChat, bounded_history
 from shared.settings import Settings
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 

@@ -5,7 +5,8 @@ import httpx
 import pytest
 
 from shared.errors import InvalidInput, NotFound
-from shared.recordings import LocalRecordingStore, S3RecordingStore, recording_key
+from shared.providers.recording_store import LocalRecordingStore, S3RecordingStore
+from shared.recordings import recording_key
 
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4
 

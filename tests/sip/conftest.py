@@ -59,7 +59,7 @@ def sip_bridge(sip_livekit: LiveKitServer, redis_server: RedisServer) -> Iterato
 
 @pytest.fixture(scope="session")
 async def sip_recordings_bucket(s3_endpoint: str) -> str:
-    from shared.recordings import S3RecordingStore
+    from shared.providers.recording_store import S3RecordingStore
 
     store = S3RecordingStore(
         bucket=BUCKET,

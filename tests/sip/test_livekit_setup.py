@@ -26,7 +26,7 @@ def wassla(
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "WORKER_"))}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "wassla.cli", *args],
         env={**clean, "DATABASE_URL": pg_dsn, "WASSLA_DATA_DIR": str(data_dir), **env},
         capture_output=True,
         text=True,

@@ -24,8 +24,8 @@ from livekit import api
 from twilio.request_validator import RequestValidator
 
 from shared import calls as calls_db
-from shared.livekit_sip import sync_inbound_sip
-from shared.recordings import S3RecordingStore
+from shared.providers.livekit_sip import sync_inbound_sip
+from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
 from tests import factories
 from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN

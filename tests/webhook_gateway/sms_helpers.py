@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
 
 from shared.models import Agent, Channel, Workspace
+from shared.services import Services
 from tests import factories
 from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
-from webhook_gateway.state import GatewayState
 
 OUR_NUMBER = "+15551234567"
 CONTACT = "+15557654321"
@@ -97,14 +97,14 @@ async def send_status(
     return await post_signed(client, path, params, signed_url=status_callback)
 
 
-def gateway(app: FastAPI) -> GatewayState:
-    state: GatewayState = app.state.gateway
-    return state
+def services_of(app: FastAPI) -> Services:
+    services: Services = app.state.gateway.services
+    return services
 
 
 async def settle(app: FastAPI) -> None:
     """Wait until the replies scheduled after the acknowledgement are done."""
-    await gateway(app).drain(wait_seconds=15)
+    await services_of(app).drain(wait_seconds=15)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ from tests.webhook_gateway.sms_helpers import (
     OUR_NUMBER,
     SmsSetup,
     charges,
-    gateway,
     inbound_count,
     message_sid,
     post_signed,
     replies,
     send_sms,
     send_status,
+    services_of,
     settle,
     sms_setup,
 )
@@ -47,7 +47,7 @@ async def setup(pool: asyncpg.Pool) -> SmsSetup:
 
 @pytest.fixture
 def fast_retries(app: FastAPI) -> None:
-    app.state.sms_replier.retry_delays = (0.01, 0.01)
+    app.state.gateway.sms_replier.retry_delays = (0.01, 0.01)
 
 
 async def test_signed_sms_is_acknowledged_at_once_and_answered_once(
@@ -533,7 +533,7 @@ async def test_unreachable_twilio_is_retried_because_nothing_was_sent(
     nowhere = settings.model_copy(update={"twilio_api_base_url": f"http://127.0.0.1:{free_port()}"})
     app = create_app(nowhere)
     async with app.router.lifespan_context(app):
-        app.state.sms_replier.retry_delays = (0.01, 0.01)
+        app.state.gateway.sms_replier.retry_delays = (0.01, 0.01)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=nowhere.public_base_url) as c:
             assert (await send_sms(c, "hello")).text == EMPTY_RESPONSE
@@ -600,7 +600,7 @@ async def test_missing_fields_bad_content_type_and_oversize_bodies_get_4xx(
 async def test_database_unavailable_answers_503_and_writes_nothing(
     app: FastAPI, client: httpx.AsyncClient, setup: SmsSetup, pool: asyncpg.Pool
 ) -> None:
-    state = gateway(app)
+    state = services_of(app)
     real_pool = state.pool
     sid = message_sid()
     # A database that is down: a port bound but never listening refuses connections.

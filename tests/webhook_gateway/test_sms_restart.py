@@ -17,10 +17,10 @@ from tests.standins.twilio_api import TwilioStandIn
 from tests.webhook_gateway.sms_helpers import (
     EMPTY_RESPONSE,
     charges,
-    gateway,
     replies,
     send_sms,
     send_status,
+    services_of,
     settle,
     sms_setup,
 )
@@ -39,7 +39,7 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
 
 async def stop_abruptly(app: FastAPI) -> None:
     """What a killed process leaves: its in-flight reply tasks never finish."""
-    tasks = list(gateway(app).tasks)
+    tasks = list(services_of(app).tasks)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -102,7 +102,7 @@ async def test_reply_held_by_a_dead_process_is_resumed_once_its_lease_expires(
         await settle(app)
         assert twilio_standin.messages == []  # not while the lease may still be held
         await pool.execute("update sms_replies set lease_until = now() - interval '1 second'")
-        assert await app.state.sms_replier.sweep_once() == 1
+        assert await app.state.gateway.sms_replier.sweep_once() == 1
         await settle(app)
     assert [m["body"] for m in twilio_standin.messages] == ["Resumed."]
 
@@ -129,7 +129,7 @@ async def test_crash_after_twilio_accepted_is_never_resent_and_its_callback_reso
         # Still young: its process might be alive elsewhere, so it is left alone.
         assert (await replies(pool))[0]["status"] == "sending"
         await pool.execute("update sms_replies set sending_at = now() - interval '10 minutes'")
-        await app.state.sms_replier.sweep_once()
+        await app.state.gateway.sms_replier.sweep_once()
         await settle(app)
         [reply] = await replies(pool)
         assert reply["status"] == "unknown" and reply["message_sid"] is None

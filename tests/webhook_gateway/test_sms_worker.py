@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from shared.settings import Settings
+from shared.sms_replies import SmsReplier
+from sms_sender import process as sms_worker
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
 from tests.webhook_gateway.sms_helpers import (
@@ -25,8 +27,6 @@ from tests.webhook_gateway.sms_helpers import (
     settle,
     sms_setup,
 )
-from webhook_gateway import sms_worker
-from webhook_gateway.sms_replies import SmsReplier
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def settings(base_settings: Settings) -> Settings:
 async def reply_workers(
     settings: Settings, count: int = 1, *, poll_seconds: float = 1.0
 ) -> AsyncIterator[list[SmsReplier]]:
-    """`count` worker loops as `python -m webhook_gateway.sms_worker` runs them."""
+    """`count` worker loops as `python -m sms_sender` runs them."""
     repliers: list[SmsReplier] = []
     all_started = asyncio.Event()
 
@@ -191,7 +191,7 @@ async def test_health_check_answers_while_the_worker_listens_and_its_database_an
 
     # A replier that is not listening (the gateway's own, in worker mode) is not healthy.
     idle_port = _free_port()
-    server = await sms_worker.serve_health(app.state.sms_replier, pool, idle_port)
+    server = await sms_worker.serve_health(app.state.gateway.sms_replier, pool, idle_port)
     try:
         async with httpx.AsyncClient() as http:
             idle = await http.get(f"http://127.0.0.1:{idle_port}/")

@@ -26,7 +26,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 def echo_app(settings: Settings) -> FastAPI:
     """A route behind the real dependency that shows what it parsed."""
     app = FastAPI()
-    app.state.gateway = SimpleNamespace(settings=settings)
+    app.state.gateway = SimpleNamespace(services=SimpleNamespace(settings=settings))
 
     @app.post("/{path:path}")
     async def echo(req: TwilioRequestDep) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
 
 from shared import billing, conversations
-from shared.recordings import S3RecordingStore
+from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
 from tests import factories
 from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
@@ -217,7 +217,7 @@ async def test_whole_call_greets_answers_three_turns_charges_once_and_stores_rec
         RecordingChannels="2",
         RecordingSource="StartCallRecordingTwiML",
     )
-    await app.state.gateway.drain()
+    await app.state.gateway.services.drain()
 
     assert await transcript(pool, call.call_sid) == [
         ("assistant", "Hi, this is Sara from Acme."),
@@ -459,7 +459,7 @@ async def test_recording_fetch_is_retried_after_twilio_failures(
     }
     await call.post(f"{VOICE_URL}/recording-status", **fields)
     await call.post(f"{VOICE_URL}/recording-status", **fields)  # Twilio repeats itself
-    await app.state.gateway.drain()
+    await app.state.gateway.services.drain()
     assert twilio_standin.recording_fetches == [f"{sid}.wav"] * 4
     row = await pool.fetchrow("select bucket_key, duration_seconds from recordings")
     assert row is not None and row["duration_seconds"] == 7
@@ -497,7 +497,7 @@ async def test_recording_left_pending_by_a_restart_is_fetched_at_start_up(
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        await application.state.gateway.drain()
+        await application.state.gateway.services.drain()
     assert await pool.fetchval("select status from voice_recording_fetches") == "done"
     key = await pool.fetchval("select bucket_key from recordings")
     assert await bucket_store(settings).get(key) == b"RIFF-pending-audio"

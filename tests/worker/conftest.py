@@ -61,7 +61,7 @@ def openai_standin() -> Iterator[OpenAIStandIn]:
 
 @pytest.fixture(scope="session")
 async def recordings_bucket(s3_endpoint: str) -> str:
-    from shared.recordings import S3RecordingStore
+    from shared.providers.recording_store import S3RecordingStore
 
     store = S3RecordingStore(
         bucket=BUCKET,

@@ -15,7 +15,7 @@ import pytest
 
 from shared import calls as calls_db
 from shared.models import BillingMode
-from shared.recordings import S3RecordingStore
+from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
 from tests import factories
 from tests.livekit_tap import LiveKitTap

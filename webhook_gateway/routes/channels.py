@@ -30,7 +30,7 @@ from shared.pg import Connection
 from shared.routing import route_agent
 from shared.settings import Settings
 from webhook_gateway.auth import require_member
-from webhook_gateway.deps import CurrentUser, PoolDep, SettingsDep, StateDep
+from webhook_gateway.deps import CurrentUser, PoolDep, ServicesDep, SettingsDep
 
 logger = logging.getLogger("webhook_gateway.channels")
 
@@ -292,7 +292,7 @@ async def configure_twilio(
     channel_id: UUID,
     user: CurrentUser,
     pool: PoolDep,
-    state: StateDep,
+    services: ServicesDep,
 ) -> TwilioConfigured:
     """Point the number's webhooks at us through Twilio's REST API, so nobody pastes a URL.
 
@@ -305,9 +305,9 @@ async def configure_twilio(
         _require_active(channel)
         same_number = await channels.list_channels(conn, workspace_id, active_only=True)
     kinds = {ChannelKind(c.kind) for c in same_number if c.phone_number == channel.phone_number}
-    if state.twilio is None:
+    if services.twilio is None:
         raise MissingSetting(["TWILIO_ACCOUNT_SID"])
-    base = state.settings.public_base_url
+    base = services.settings.public_base_url
     fields: dict[str, str] = {}
     if ChannelKind.SMS in kinds:
         # The SMS status callback is set per message when we send, not on the number.
@@ -320,7 +320,7 @@ async def configure_twilio(
             "StatusCallbackMethod": "POST",
         }
     try:
-        sid = await state.twilio.configure_number(channel.phone_number, fields=fields)
+        sid = await services.twilio.configure_number(channel.phone_number, fields=fields)
     except ProviderError as exc:
         if exc.status == 404:
             raise InvalidInput(

@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 
 from shared.errors import NotFound
-from shared.recordings import LocalRecordingStore
-from webhook_gateway.deps import StateDep
+from shared.providers.recording_store import LocalRecordingStore
+from webhook_gateway.deps import ServicesDep
 
 router = APIRouter()
 _MEDIA_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "ogg": "audio/ogg"}
 
 
 @router.get("/recordings/{key:path}")
-async def recording(key: str, expires: int, signature: str, state: StateDep) -> Response:
-    store = state.recordings
+async def recording(key: str, expires: int, signature: str, services: ServicesDep) -> Response:
+    store = services.recordings
     if not isinstance(store, LocalRecordingStore) or not store.verify(key, expires, signature):
         raise HTTPException(status_code=403, detail="link expired or invalid")
     try:

@@ -9,18 +9,14 @@ sent after that (sms_replies.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from twilio.twiml.voice_response import VoiceResponse
 
 from shared import sms
-from shared.group_commit import GroupCommit
-from webhook_gateway.deps import StateDep, get_state
-from webhook_gateway.sms_replies import STATUS_PATH, SmsReplier
-from webhook_gateway.state import GatewayState
+from shared.sms_replies import STATUS_PATH
+from webhook_gateway.deps import PoolDep, gateway_of
 from webhook_gateway.twilio_signature import (
     TwilioRequest,
     TwilioRequestDep,
@@ -36,39 +32,7 @@ MISCONFIGURED_VOICE_MESSAGE = (
 )
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Runs inside the app's lifespan (after the pool opens, before it closes): resume the
-    # replies a stopped process left, and keep sweeping until shutdown.
-    # In worker mode the reply workers do all of it; the gateway only queues.
-    state: GatewayState = app.state.gateway
-    replier = SmsReplier(state)
-    app.state.sms_replier = replier
-    inline = state.settings.sms_replies == "inline"
-    can_send = state.twilio is not None
-    lease_seconds = replier.lease_seconds if inline else None
-
-    async def receive(texts: Sequence[sms.InboundSms]) -> list[sms.Received]:
-        async with state.pool.acquire() as conn:
-            return await sms.receive_many(
-                conn, texts, can_send=can_send, lease_seconds=lease_seconds
-            )
-
-    # Texts that arrive together are stored in one statement (see shared/group_commit.py).
-    # One batch at a time: under load each batch is larger, and both Postgres and this
-    # process spend less per text than with two in flight (bench/sms_ack.py). A batch
-    # still running after 0.25 s (a lock wait; batches take milliseconds) no longer holds
-    # the others back.
-    app.state.sms_intake = GroupCommit(receive, max_in_flight=1, stalled_after_seconds=0.25)
-    if inline:
-        await replier.start()
-    try:
-        yield
-    finally:
-        await replier.stop()
-
-
-router = APIRouter(lifespan=_lifespan)
+router = APIRouter()
 
 
 def _positive_int(value: str) -> int | None:
@@ -110,13 +74,12 @@ def _misrouted_call(req: TwilioRequest) -> Response:
 async def inbound_sms(request: Request) -> Response:
     # A plain Starlette route, the one webhook every text hits: FastAPI's dependency solving
     # cost about as much as the signature check (bench/sms_ack.py).
-    state = get_state(request)
-    req = await verified_twilio_request(request, state.settings)
+    gateway = gateway_of(request)
+    req = await verified_twilio_request(request, gateway.services.settings)
     if req.get("CallSid"):
         return _misrouted_call(req)
     inbound = _inbound(req)
-    intake: GroupCommit[sms.InboundSms, sms.Received] = request.app.state.sms_intake
-    received = await intake.submit(inbound)
+    received = await gateway.sms_intake.submit(inbound)
     extra = {
         "message_sid": inbound.message_sid,
         "workspace_id": str(received.workspace_id) if received.workspace_id else None,
@@ -130,8 +93,7 @@ async def inbound_sms(request: Request) -> Response:
     else:
         logger.info("sms.received", extra=extra)
     if received.reply is not None:
-        replier: SmsReplier = request.app.state.sms_replier
-        replier.schedule(received.reply)
+        gateway.sms_replier.schedule(received.reply)
     return empty_response()
 
 
@@ -139,7 +101,7 @@ router.add_route("/twilio-sms", inbound_sms, methods=["POST"])
 
 
 @router.post(STATUS_PATH)
-async def sms_status(req: TwilioRequestDep, request: Request, state: StateDep) -> Response:
+async def sms_status(req: TwilioRequestDep, request: Request, pool: PoolDep) -> Response:
     sid = req.get("MessageSid") or req.get("SmsSid")
     status = (req.get("MessageStatus") or req.get("SmsStatus")).lower()
     if not sid or not status:
@@ -152,7 +114,7 @@ async def sms_status(req: TwilioRequestDep, request: Request, state: StateDep) -
         error_code=req.get("ErrorCode") or None,
         reply_id=int(reply) if reply.isdigit() and len(reply) < 16 else None,
     )
-    async with state.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         delivery = await sms.record_delivery(conn, update)
     extra = {
         "message_sid": sid,

@@ -15,56 +15,20 @@ domain terms (voice_loop, voice_recordings). Every route checks Twilio's signatu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from webhook_gateway.deps import get_state
-from webhook_gateway.state import GatewayState
+from webhook_gateway.deps import GatewayDep
 from webhook_gateway.twilio_signature import TwilioRequest, TwilioRequestDep
 from webhook_gateway.twiml import empty_response, twiml
-from webhook_gateway.voice_loop import IncomingCall, VoiceLoop
-from webhook_gateway.voice_recordings import RecordingFetcher, RecordingReady
+from webhook_gateway.voice_loop import IncomingCall
+from webhook_gateway.voice_recordings import RecordingReady
 
 logger = logging.getLogger("webhook_gateway.voice")
 
 router = APIRouter(prefix="/twilio-voice")
-
-
-@dataclass
-class VoiceServices:
-    """What the voice routes keep for the app's lifetime."""
-
-    loop: VoiceLoop
-    recordings: RecordingFetcher
-
-    @classmethod
-    def for_state(cls, state: GatewayState) -> VoiceServices:
-        return cls(loop=VoiceLoop(state), recordings=RecordingFetcher(state))
-
-
-def install(app_state: object, state: GatewayState) -> VoiceServices:
-    """Attach the voice services to the app and resume recording fetches at start-up."""
-    services = VoiceServices.for_state(state)
-    app_state.voice = services  # type: ignore[attr-defined]
-
-    async def resume(_: GatewayState) -> None:
-        await services.recordings.resume_pending()
-
-    state.start_hooks.append(resume)
-    return services
-
-
-async def get_voice(request: Request) -> VoiceServices:
-    services: VoiceServices | None = getattr(request.app.state, "voice", None)
-    if services is None:  # an app built without install(): create on first use
-        services = install(request.app.state, get_state(request))
-    return services
-
-
-VoiceDep = Annotated[VoiceServices, Depends(get_voice)]
 
 
 def _int(value: str) -> int | None:
@@ -79,37 +43,37 @@ def _call_sid(tw: TwilioRequest) -> str:
 
 
 @router.post("")
-async def incoming_call(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
+async def incoming_call(tw: TwilioRequestDep, gateway: GatewayDep) -> Response:
     call = IncomingCall(call_sid=_call_sid(tw), from_number=tw.get("From"), to_number=tw.get("To"))
     if not call.call_sid:
         return empty_response()
-    return twiml(await voice.loop.answer(call))
+    return twiml(await gateway.voice.answer(call))
 
 
 @router.post("/turn")
 async def gather_turn(
     tw: TwilioRequestDep,
-    voice: VoiceDep,
+    gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
     silent: Annotated[int, Query(ge=0, le=100)] = 0,
 ) -> Response:
     speech = tw.get("SpeechResult")
-    return twiml(await voice.loop.turn(_call_sid(tw), turn, silent, speech))
+    return twiml(await gateway.voice.turn(_call_sid(tw), turn, silent, speech))
 
 
 @router.post("/collect")
 async def collect_reply(
     tw: TwilioRequestDep,
-    voice: VoiceDep,
+    gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
     wait: Annotated[int, Query(ge=0, le=100)] = 1,
 ) -> Response:
-    return twiml(await voice.loop.collect(_call_sid(tw), turn, wait))
+    return twiml(await gateway.voice.collect(_call_sid(tw), turn, wait))
 
 
 @router.post("/dial-status")
-async def livekit_leg_ended(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
-    document = await voice.loop.dial_ended(
+async def livekit_leg_ended(tw: TwilioRequestDep, gateway: GatewayDep) -> Response:
+    document = await gateway.voice.dial_ended(
         _call_sid(tw), tw.get("DialCallStatus"), tw.get("DialSipResponseCode")
     )
     return twiml(document)
@@ -118,22 +82,22 @@ async def livekit_leg_ended(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
 @router.post("/handoff-status")
 async def handoff_leg_ended(
     tw: TwilioRequestDep,
-    voice: VoiceDep,
+    gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    return twiml(await voice.loop.handoff_ended(_call_sid(tw), tw.get("DialCallStatus"), turn))
+    return twiml(await gateway.voice.handoff_ended(_call_sid(tw), tw.get("DialCallStatus"), turn))
 
 
 @router.post("/status")
-async def call_status(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
-    await voice.loop.call_status(
+async def call_status(tw: TwilioRequestDep, gateway: GatewayDep) -> Response:
+    await gateway.voice.call_status(
         _call_sid(tw), tw.get("CallStatus"), _int(tw.get("CallDuration", "x"))
     )
     return empty_response()  # a 4xx/5xx here is Twilio error 15003
 
 
 @router.post("/recording-status")
-async def recording_status(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
+async def recording_status(tw: TwilioRequestDep, gateway: GatewayDep) -> Response:
     recording = RecordingReady(
         recording_sid=tw.get("RecordingSid"),
         call_sid=_call_sid(tw),
@@ -144,5 +108,5 @@ async def recording_status(tw: TwilioRequestDep, voice: VoiceDep) -> Response:
     if not (recording.recording_sid and recording.call_sid and recording.recording_url):
         logger.warning("voice.recording_incomplete", extra={"call_sid": recording.call_sid})
         return empty_response()
-    await voice.recordings.accept(recording)
+    await gateway.recordings.accept(recording)
     return empty_response()

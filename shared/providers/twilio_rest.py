@@ -22,7 +22,7 @@ import aiohttp
 from shared.errors import ProviderError
 from shared.settings import Settings
 
-logger = logging.getLogger("webhook_gateway.twilio_rest")
+logger = logging.getLogger("shared.providers.twilio_rest")
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 API_VERSION = "2010-04-01"

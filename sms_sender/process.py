@@ -1,4 +1,4 @@
-"""`python -m webhook_gateway.sms_worker`: send the SMS replies gateways queued.
+"""`python -m sms_sender`: send the SMS replies gateways queued.
 
 Used with SMS_REPLIES=worker, so the gateway's event loop only acknowledges Twilio and the
 model client's CPU runs in its own process. Any number of workers may run: each claims
@@ -13,16 +13,13 @@ import signal
 import sys
 from collections.abc import Callable
 
-from shared.chat import TextChat
-from shared.db import Pool, create_pool, database_answers
+from shared.db import Pool, database_answers
 from shared.errors import WasslaError
-from shared.recordings import build_store
+from shared.services import Services
 from shared.settings import Settings
-from webhook_gateway.sms_replies import SmsReplier
-from webhook_gateway.state import GatewayState
-from webhook_gateway.twilio_rest import TwilioRest
+from shared.sms_replies import SmsReplier
 
-logger = logging.getLogger("webhook_gateway.sms_worker")
+logger = logging.getLogger("sms_sender")
 
 WORKER_CONCURRENT_REPLIES = 64
 
@@ -61,17 +58,11 @@ async def run(
     poll_seconds: float = 1.0,
 ) -> None:
     """Work until SIGTERM/SIGINT (or the replier's `request_stop`, given to `started`)."""
-    pool = await create_pool(settings)
-    state = GatewayState(
-        settings=settings,
-        pool=pool,
-        recordings=build_store(settings),
-        chat=TextChat(settings),
-        twilio=TwilioRest(settings),
-    )
+    services = await Services.open(settings)
+    pool = services.pool
     # Replies mostly wait on the model; a worker's loop serves nothing else, so it may hold
     # many more at once than a gateway's (which must keep acknowledging Twilio).
-    replier = SmsReplier(state, max_concurrent_replies=WORKER_CONCURRENT_REPLIES)
+    replier = SmsReplier(services, max_concurrent_replies=WORKER_CONCURRENT_REPLIES)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for sig in signals:
@@ -89,15 +80,14 @@ async def run(
             health.close()
         for sig in signals:
             loop.remove_signal_handler(sig)
-        await state.aclose()  # replies in flight finish first (drain)
-        await pool.close()
+        await services.aclose()  # replies in flight finish first (drain)
         logger.info("sms_worker.stopped")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        usage = "usage: python -m webhook_gateway.sms_worker  (gateway with SMS_REPLIES=worker)"
+        usage = "usage: python -m sms_sender  (gateway with SMS_REPLIES=worker)"
         print(usage)  # noqa: T201
         return 0
     settings = Settings()

@@ -16,13 +16,13 @@ from typing import Any
 import regex
 
 from shared import agents, conversations, sms, sms_outbox
-from shared.chat import ChatFailed, ChatTurn
 from shared.errors import NotFound, ProviderError
 from shared.models import Agent
 from shared.pg import UNAVAILABLE_ERRORS, Connection
+from shared.providers.chat import ChatFailed, ChatTurn
+from shared.providers.twilio_rest import NOT_SENT_ERRORS
+from shared.services import Services
 from shared.sms_outbox import Claim, OutboxReply
-from webhook_gateway.state import GatewayState
-from webhook_gateway.twilio_rest import NOT_SENT_ERRORS
 
 logger = logging.getLogger("webhook_gateway.sms")
 
@@ -60,15 +60,15 @@ class SmsReplier:
 
     def __init__(
         self,
-        state: GatewayState,
+        services: Services,
         *,
         sweep_interval_seconds: float = 30.0,
         retry_delays: tuple[float, ...] = (1.0, 4.0),
         max_reply_age_seconds: float = 3600.0,
         max_concurrent_replies: int = 16,
     ) -> None:
-        self.state = state
-        settings = state.settings
+        self.services = services
+        settings = services.settings
         # A worker holds a pending row at most this long: the model's deadline plus the
         # REST call, with room to spare; then the sweeper may take it over.
         self.lease_seconds = settings.openai_timeout_seconds + settings.twilio_timeout_seconds + 30
@@ -121,7 +121,7 @@ class SmsReplier:
         dropped listener connection)."""
         last_housekeeping = float("-inf")
         loop = asyncio.get_running_loop()
-        async with self.state.pool.acquire() as listener:
+        async with self.services.pool.acquire() as listener:
             await listener.add_listener(sms_outbox.NOTIFY_CHANNEL, self._notified)
             self.listening = True
             try:
@@ -156,7 +156,7 @@ class SmsReplier:
         return await self.resume_due()
 
     async def _housekeeping(self) -> None:
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             for reply_id in await sms_outbox.expire_stale_sending(
                 conn, older_than_seconds=self.stale_sending_seconds
             ):
@@ -171,7 +171,7 @@ class SmsReplier:
         free = self.max_concurrent_replies - self._in_flight
         if free <= 0:
             return 0  # a finishing reply wakes us up
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             claims = await sms_outbox.claim_due(conn, lease_seconds=self.lease_seconds, limit=free)
         for claim in claims:
             logger.info("sms.reply_claimed", extra={"reply_id": claim.reply_id})
@@ -180,7 +180,7 @@ class SmsReplier:
 
     def schedule(self, claim: Claim) -> asyncio.Task[Any]:
         self._in_flight += 1
-        return self.state.spawn(self.process(claim), name=f"sms-reply-{claim.reply_id}")
+        return self.services.spawn(self.process(claim), name=f"sms-reply-{claim.reply_id}")
 
     # --- one reply -------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class SmsReplier:
         except asyncio.CancelledError:
             # Stopping: hand a not-yet-sending row straight to the next process.
             with contextlib.suppress(Exception):
-                async with self.state.pool.acquire(timeout=2) as conn:
+                async with self.services.pool.acquire(timeout=2) as conn:
                     await sms_outbox.release(conn, claim)
             raise
         finally:
@@ -200,7 +200,7 @@ class SmsReplier:
             self._wake.set()  # a slot is free: a worker claims the next reply
 
     async def _process(self, claim: Claim) -> None:
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             reply = await sms_outbox.get(conn, claim.reply_id)
             if reply is None or reply.claim != claim.claim or reply.status != "pending":
                 return
@@ -213,10 +213,10 @@ class SmsReplier:
         if prompt is not None:
             agent, history, user_text = prompt
             try:
-                text = await self.state.chat.reply(agent, history, user_text, medium="sms")
+                text = await self.services.chat.reply(agent, history, user_text, medium="sms")
             except ChatFailed as exc:
                 # No reply, no charge: the customer's message stays in the inbox for a human.
-                async with self.state.pool.acquire() as conn:
+                async with self.services.pool.acquire() as conn:
                     await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
                 logger.warning("sms.reply_model_failed", extra={**_log(reply), "error": str(exc)})
                 return
@@ -256,14 +256,14 @@ class SmsReplier:
         return agent, history, user_text
 
     async def _send(self, reply: OutboxReply, claim: Claim, body: str) -> None:
-        twilio = self.state.twilio
+        twilio = self.services.twilio
         if twilio is None:
-            async with self.state.pool.acquire() as conn:
+            async with self.services.pool.acquire() as conn:
                 await sms_outbox.finish(conn, claim, status="failed", error="Twilio not set up")
             return
-        callback = status_callback_url(self.state.settings.public_base_url, reply.id)
+        callback = status_callback_url(self.services.settings.public_base_url, reply.id)
         for attempt in range(len(self.retry_delays) + 1):
-            async with self.state.pool.acquire() as conn:
+            async with self.services.pool.acquire() as conn:
                 blocked = await sms.reply_blocked(conn, reply)
                 if blocked is not None:
                     await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
@@ -281,7 +281,7 @@ class SmsReplier:
                     return
                 await asyncio.sleep(delay)
                 continue
-            async with self.state.pool.acquire() as conn:
+            async with self.services.pool.acquire() as conn:
                 await sms_outbox.record_sent(
                     conn, reply.id, sent.sid, status=sent.status, num_segments=sent.num_segments
                 )
@@ -295,7 +295,7 @@ class SmsReplier:
         extra = {**_log(reply), "error": str(exc)}
         # An HTTP answer from Twilio, or no connection at all, means nothing was created.
         never_reached = exc.status is not None or isinstance(exc.__cause__, NOT_SENT_ERRORS)
-        async with self.state.pool.acquire() as conn:
+        async with self.services.pool.acquire() as conn:
             if not never_reached:
                 # The request may have reached Twilio: sending again could text twice.
                 await sms_outbox.mark_unknown(conn, reply.id, error=str(exc))

@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
-    from shared.livekit_sip import sync_inbound_sip, voice_numbers
+    from shared.providers.livekit_sip import sync_inbound_sip, voice_numbers
 
     settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
     pool = await create_pool(settings)
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Never fall back to an embedded database in production.
             settings.require("database_url")
         if args.command == "dev":
-            from shared.dev import run_dev
+            from wassla.dev import run_dev
 
             return run_dev(settings, seed=not args.no_seed)
         if args.command == "migrate":

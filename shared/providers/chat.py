@@ -26,7 +26,7 @@ from shared.errors import ProviderError
 from shared.models import Agent
 from shared.settings import Settings
 
-logger = logging.getLogger("shared.chat")
+logger = logging.getLogger("shared.providers.chat")
 
 Medium = Literal["sms", "voice"]
 MAX_HISTORY_MESSAGES = 20

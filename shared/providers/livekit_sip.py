@@ -23,7 +23,7 @@ from shared.errors import InvalidInput, ProviderError
 from shared.pg import Connection
 from shared.settings import Settings
 
-logger = logging.getLogger("shared.livekit_sip")
+logger = logging.getLogger("shared.providers.livekit_sip")
 
 CALL_SID_HEADER = "X-Wassla-Call-Sid"
 CALL_SID_ATTRIBUTE = "wassla.call_sid"

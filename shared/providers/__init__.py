@@ -1,0 +1,3 @@
+"""The clients of the services we call (OpenAI-compatible chat, Twilio REST, the recordings
+bucket, LiveKit's SIP admin API): one per service, built from Settings, each mapping its
+transport's failures to the ProviderError tree of shared/errors.py at its edge."""
