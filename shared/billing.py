@@ -1,6 +1,6 @@
-"""Billing core: may this workspace spend on AI now, and record a charge exactly once.
+"""Billing core: record a charge exactly once. (Whether AI may spend is admission's rule.)
 
-Every charge carries an idempotency key derived from the provider's own id
+Every charge carries an idempotency key derived from the provider's own id by `charge_key`
 (`outbound_messages:<MessageSid>`, `voice_minutes:<CallSid>`); the same charge recorded
 twice, concurrently or later, exists once and debits once.
 """
@@ -9,25 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from uuid import UUID
 
 from shared import workspaces
 from shared.errors import InvalidInput
-from shared.models import BillingMode, ChannelKind, ChargeKind, Plan, Workspace
+from shared.models import ChargeKind, Plan
 from shared.pg import Connection
-
-
-class SpendBlock(StrEnum):
-    PLAN_EXCLUDES_CHANNEL = "plan_excludes_channel"
-    INFRA_ONLY = "infra_only"
-    NO_CREDIT = "no_credit"
-
-
-@dataclass(frozen=True)
-class SpendDecision:
-    allowed: bool
-    reason: SpendBlock | None = None
 
 
 @dataclass(frozen=True)
@@ -38,20 +25,9 @@ class ChargeResult:
     amount_minor: int
 
 
-def decide_spend(workspace: Workspace, plan: Plan, kind: ChannelKind) -> SpendDecision:
-    """AI spend is allowed when the plan includes the channel, billing is live, credit is left."""
-    if not plan.includes(kind):
-        return SpendDecision(False, SpendBlock.PLAN_EXCLUDES_CHANNEL)
-    if workspace.billing_mode != BillingMode.LIVE:
-        return SpendDecision(False, SpendBlock.INFRA_ONLY)
-    if workspace.credit_balance_minor <= 0:
-        return SpendDecision(False, SpendBlock.NO_CREDIT)
-    return SpendDecision(True)
-
-
-async def may_spend(conn: Connection, workspace_id: UUID, kind: ChannelKind) -> SpendDecision:
-    workspace, plan = await workspaces.get_workspace_and_plan(conn, workspace_id)
-    return decide_spend(workspace, plan, kind)
+def charge_key(kind: ChargeKind, provider_id: str) -> str:
+    """The idempotency key of the charge for one provider object (a MessageSid, a CallSid)."""
+    return f"{ChargeKind(kind).value}:{provider_id}"
 
 
 def billable_minutes(duration_seconds: int) -> int:

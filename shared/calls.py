@@ -51,10 +51,6 @@ class Call:
         return cls(**dict(row), created=created)
 
 
-def voice_charge_key(call_sid: str) -> str:
-    return f"voice_minutes:{call_sid}"
-
-
 async def open_call(
     conn: Connection,
     *,
@@ -181,7 +177,7 @@ async def finish_call(
             workspace_id=row["workspace_id"],
             kind=ChargeKind.VOICE_MINUTES,
             quantity=minutes,
-            idempotency_key=voice_charge_key(call_sid),
+            idempotency_key=billing.charge_key(ChargeKind.VOICE_MINUTES, call_sid),
             conversation_id=row["conversation_id"],
             reference=call_sid,
         )

@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from uuid import UUID
 
-from shared import billing, opt_outs, sms_outbox
+from shared import admission, billing, opt_outs, sms_outbox
+from shared.admission import Refusal
 from shared.billing import ChargeResult
-from shared.e164 import normalize_e164, region_allowed
+from shared.e164 import normalize_e164
 from shared.errors import InvalidPhoneNumber
 from shared.models import ChannelKind, ChargeKind
 from shared.opt_outs import Keyword
@@ -60,24 +61,18 @@ class Outcome(StrEnum):
 
 
 class NoReply(StrEnum):
+    """Why a stored text gets no AI reply although admission would allow one."""
+
     STOP_KEYWORD = "stop_keyword"
     START_KEYWORD = "start_keyword"
     HELP_KEYWORD = "help_keyword"  # Twilio's default opt-out handling answers HELP itself
-    OPTED_OUT = "opted_out"
-    SENDER_NOT_REPLYABLE = "sender_not_replyable"  # short code or alphanumeric sender
-    CONTACT_REGION_NOT_ENABLED = "contact_region_not_enabled"
-    NUMBER_REGION_NOT_ENABLED = "number_region_not_enabled"  # our number's country: refused
-    NO_AGENT = "no_agent"
     SENDING_NOT_CONFIGURED = "sending_not_configured"
-    PLAN_EXCLUDES_CHANNEL = "plan_excludes_channel"
-    INFRA_ONLY = "infra_only"
-    NO_CREDIT = "no_credit"
 
 
 @dataclass(frozen=True)
 class Received:
     outcome: Outcome
-    reason: NoReply | None = None
+    reason: Refusal | NoReply | None = None
     workspace_id: UUID | None = None
     conversation_id: UUID | None = None
     message_id: int | None = None
@@ -110,8 +105,7 @@ class _Plan:
     target: InboundTarget
     sms: InboundSms
     contact: str | None  # E.164 when we may text it back
-    early: NoReply | None  # a reason not to reply known before the store
-    reply_due: bool
+    reply_due: bool  # admission allows a reply as far as it is known before the store
 
     @property
     def contact_number(self) -> str:  # as the conversation records the contact
@@ -275,15 +269,12 @@ async def receive_many(
     ordinary: list[tuple[int, _Plan]] = []
     for index, sms in enumerate(messages):
         target = targets.get(sms.to_number)
+        refused = admission.refusal(target, ChannelKind.SMS)
         if target is None:
             received[index] = Received(Outcome.UNKNOWN_NUMBER)
             continue
-        if not target.region_allowed:
-            received[index] = Received(
-                Outcome.REGION_REFUSED,
-                NoReply.NUMBER_REGION_NOT_ENABLED,
-                workspace_id=target.workspace.id,
-            )
+        if refused is Refusal.NUMBER_REGION_NOT_ENABLED:
+            received[index] = Received(Outcome.REGION_REFUSED, refused, target.workspace.id)
             continue
         plan = _plan(target, sms, can_send)
         if plan.contact is not None and opt_outs.keyword_of(sms.body, sms.opt_out_type):
@@ -301,32 +292,21 @@ def _plan(target: InboundTarget, sms: InboundSms, can_send: bool) -> _Plan:
     """The reasons not to reply that are known before the store (the opt-out state and the
     agent come back with it)."""
     contact = replyable_contact(sms.from_number)
-    early: NoReply | None = None
-    if contact is not None and not region_allowed(contact, target.workspace.enabled_calling_codes):
-        early = NoReply.CONTACT_REGION_NOT_ENABLED
-    if early is None:
-        decision = billing.decide_spend(target.workspace, target.plan, ChannelKind.SMS)
-        if not decision.allowed:
-            assert decision.reason is not None
-            early = NoReply(decision.reason.value)
-    due = contact is not None and early is None and can_send
-    return _Plan(target, sms, contact, early, reply_due=due)
+    early = admission.refusal(target, ChannelKind.SMS, contact=admission.Contact(contact))
+    return _Plan(target, sms, contact, reply_due=early is None and can_send)
 
 
 def _received(plan: _Plan, stored: _Stored, can_send: bool) -> Received:
     workspace_id = plan.target.channel.workspace_id
     if stored.message_id is None:
         return Received(Outcome.DUPLICATE, None, workspace_id, stored.conversation_id)
-    reason: NoReply | None = None
-    if plan.contact is None:
-        reason = NoReply.SENDER_NOT_REPLYABLE
-    elif stored.opted_out:
-        reason = NoReply.OPTED_OUT
-    elif plan.early is not None:
-        reason = plan.early
-    elif stored.agent_id is None:
-        reason = NoReply.NO_AGENT
-    elif not can_send:
+    reason: Refusal | NoReply | None = admission.refusal(
+        plan.target,
+        ChannelKind.SMS,
+        contact=admission.Contact(plan.contact, opted_out=stored.opted_out),
+        agent_found=stored.agent_id is not None,
+    )
+    if reason is None and not can_send:
         reason = NoReply.SENDING_NOT_CONFIGURED
     if reason is not None:
         assert stored.reply is None
@@ -388,18 +368,6 @@ async def _applicable_keyword(
         if not await opt_outs.is_opted_out(conn, our_number, contact):
             return None
     return found
-
-
-async def reply_blocked(conn: Connection, reply: sms_outbox.OutboxReply) -> NoReply | None:
-    """Checked again right before sending: the contact may have opted out meanwhile, or the
-    workspace run out of credit."""
-    if await opt_outs.is_opted_out(conn, reply.from_number, reply.to_number):
-        return NoReply.OPTED_OUT
-    decision = await billing.may_spend(conn, reply.workspace_id, ChannelKind.SMS)
-    if not decision.allowed:
-        assert decision.reason is not None
-        return NoReply(decision.reason.value)
-    return None
 
 
 @dataclass(frozen=True)
@@ -471,7 +439,9 @@ async def record_delivery(conn: Connection, update: DeliveryStatus) -> Delivery:
                 workspace_id=row["workspace_id"],
                 kind=ChargeKind.OUTBOUND_MESSAGES,
                 quantity=quantity,
-                idempotency_key=f"outbound_messages:{update.message_sid}",
+                idempotency_key=billing.charge_key(
+                    ChargeKind.OUTBOUND_MESSAGES, update.message_sid
+                ),
                 conversation_id=row["conversation_id"],
                 reference=update.message_sid,
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 import regex
 
-from shared import agents, conversations, sms, sms_outbox
+from shared import admission, agents, conversations, sms_outbox
 from shared.errors import NotFound, ProviderError
 from shared.models import Agent
 from shared.pg import UNAVAILABLE_ERRORS, Connection
@@ -264,7 +264,7 @@ class SmsReplier:
         callback = status_callback_url(self.services.settings.public_base_url, reply.id)
         for attempt in range(len(self.retry_delays) + 1):
             async with self.services.pool.acquire() as conn:
-                blocked = await sms.reply_blocked(conn, reply)
+                blocked = await admission.reply_refusal(conn, reply)
                 if blocked is not None:
                     await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
                     logger.info("sms.reply_skipped", extra={**_log(reply), "reason": blocked})

@@ -23,14 +23,15 @@ from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from shared import agents, calls, conversations
-from shared.billing import decide_spend
+from shared import admission, agents, calls, conversations
+from shared.admission import Refusal
 from shared.errors import NotFound
-from shared.models import Agent, ChannelKind
+from shared.models import Agent
 from shared.pg import Connection
 from shared.phrases import asks_for_human, line
+from shared.provider_ids import greeting_id, reply_turn_id, user_turn_id
 from shared.providers.chat import ChatFailed, ChatTurn
-from shared.routing import InboundTarget, resolve_inbound, route_agent
+from shared.routing import InboundTarget
 from shared.services import Services
 from webhook_gateway import voice_twiml as tw
 from webhook_gateway.voice_languages import DEFAULT_TAG, VoiceLocale, voice_locale
@@ -47,18 +48,6 @@ class IncomingCall:
     call_sid: str
     from_number: str
     to_number: str
-
-
-def user_turn_id(call_sid: str, turn: int) -> str:
-    return f"{call_sid}:turn:{turn}:user"
-
-
-def reply_turn_id(call_sid: str, turn: int) -> str:
-    return f"{call_sid}:turn:{turn}:assistant"
-
-
-def greeting_id(call_sid: str) -> str:
-    return f"{call_sid}:greeting"
 
 
 class ReplyTasks:
@@ -115,27 +104,33 @@ class VoiceLoop:
         """The first TwiML of a call: refuse, bridge into LiveKit, or greet and listen."""
         log = {"call_sid": incoming.call_sid}
         async with self.services.pool.acquire() as conn:
-            target = await resolve_inbound(conn, ChannelKind.VOICE, incoming.to_number)
-            if target is None:
-                logger.info("voice.unknown_number", extra=log)
-                return VoiceResponse()
-            log["workspace"] = str(target.workspace.id)
-            if not target.region_allowed:
-                logger.info("voice.region_rejected", extra=log)
-                return tw.reject()
-            agent = await route_agent(conn, target.channel, voice=True)
-            locale = self._locale(agent)
-            spend = decide_spend(target.workspace, target.plan, ChannelKind.VOICE)
-            if not spend.allowed:
-                logger.info("voice.spend_refused", extra={**log, "reason": str(spend.reason)})
-                return tw.say_and_hang_up(locale, line("unavailable", locale.phrase_language))
-            if agent is None:
-                # Not opened as a call: a refusal is not a conversation, and bills no minutes.
-                logger.warning("voice.no_voice_agent", extra=log)
-                return tw.say_and_hang_up(locale, line("no_agent", locale.phrase_language))
+            decision = await admission.decide_call(conn, incoming.to_number)
+            target, agent, refused = decision.target, decision.agent, decision.refusal
+            if target is not None:
+                log["workspace"] = str(target.workspace.id)
+            if refused is not None:
+                return self._refuse(refused, self._locale(agent), log)
+            assert target is not None and agent is not None
             # One transaction for the writes of the answer: one commit (and WAL flush), not four.
             async with conn.transaction():
-                return await self._open_and_answer(conn, incoming, target, agent, locale, log)
+                return await self._open_and_answer(
+                    conn, incoming, target, agent, self._locale(agent), log
+                )
+
+    def _refuse(self, refused: Refusal, locale: VoiceLocale, log: dict[str, str]) -> VoiceResponse:
+        """A refused call costs nothing and is not opened as a call: no conversation, no
+        minutes; the caller hears why, except at a number we do not know."""
+        if refused is Refusal.UNKNOWN_NUMBER:
+            logger.info("voice.unknown_number", extra=log)
+            return VoiceResponse()
+        if refused is Refusal.NUMBER_REGION_NOT_ENABLED:
+            logger.info("voice.region_rejected", extra=log)
+            return tw.reject()
+        if refused is Refusal.NO_AGENT:
+            logger.warning("voice.no_voice_agent", extra=log)
+            return tw.say_and_hang_up(locale, line("no_agent", locale.phrase_language))
+        logger.info("voice.spend_refused", extra={**log, "reason": str(refused)})
+        return tw.say_and_hang_up(locale, line("unavailable", locale.phrase_language))
 
     async def _open_and_answer(
         self,

@@ -16,11 +16,11 @@ import asyncpg
 from livekit.agents import AgentSession, ChatMessage, CloseEvent, ConversationItemAddedEvent
 from livekit.agents.voice.report import SessionReport
 
-from shared import calls, conversations, recordings
+from shared import calls, conversations, provider_ids, recordings
+from shared.admission import Admitted
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.providers import recording_store
 from shared.settings import Settings
-from worker.admission import Admitted
 from worker.caller import Caller
 
 logger = logging.getLogger("worker.call")
@@ -130,7 +130,7 @@ class CallSession:
 
     async def store_message(self, item: ChatMessage, text: str) -> None:
         """Store one final utterance; the chat item id makes a retry a no-op."""
-        key = self.admitted.call_sid or f"conv:{self.admitted.conversation_id}"
+        key = provider_ids.session_key(self.admitted.call_sid, self.admitted.conversation_id)
         user = item.role == "user"
         for attempt in range(3):
             try:
@@ -141,7 +141,7 @@ class CallSession:
                         direction="inbound" if user else "outbound",
                         role="user" if user else "assistant",
                         body=text,
-                        provider_id=f"{key}:{item.id}",
+                        provider_id=provider_ids.session_item_id(key, item.id),
                         interrupted=bool(item.interrupted),
                     )
                 return
@@ -209,7 +209,6 @@ class CallSession:
         if not data:
             return
         store = recording_store.build_store(self.settings)
-        key = self.admitted.call_sid or str(self.admitted.conversation_id)
         async with self.pool.acquire() as conn:
             await recordings.save_recording(
                 conn,
@@ -217,7 +216,9 @@ class CallSession:
                 workspace_id=self.admitted.workspace_id,
                 conversation_id=self.admitted.conversation_id,
                 call_id=self.admitted.call_id,
-                provider_id=f"livekit:{key}",
+                provider_id=provider_ids.session_recording_id(
+                    self.admitted.call_sid, self.admitted.conversation_id
+                ),
                 data=data,
                 content_type="audio/ogg",
                 extension="ogg",

@@ -26,11 +26,11 @@ from livekit.agents import (
     room_io,
 )
 
-from shared import calls, db
+from shared import calls, db, provider_ids
+from shared.admission import Admitted, Refused, admit_playground, admit_sip_call
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.settings import Settings
 from worker import providers, recording, refusal
-from worker.admission import Admitted, Refused, admit_playground, admit_sip_caller
 from worker.call_session import CallSession
 from worker.caller import Caller, caller_from_participant, playground_agent_id
 from worker.voice_agent import VoiceAgent, enforce_max_length
@@ -110,8 +110,13 @@ async def entrypoint(ctx: JobContext) -> None:
     try:
         async with pool.acquire() as conn:
             if caller.is_sip:
-                admission = await admit_sip_caller(
-                    conn, caller, fallback_call_sid=f"livekit:{ctx.job.room.sid or ctx.room.name}"
+                admission = await admit_sip_call(
+                    conn,
+                    to_number=caller.called_number,
+                    from_number=caller.caller_number,
+                    call_sid=caller.call_sid
+                    or provider_ids.livekit_call_sid(ctx.job.room.sid or ctx.room.name),
+                    joined_at=caller.joined_at,
                 )
             else:
                 agent_id = playground_agent_id(

@@ -3,7 +3,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from shared import billing, workspaces
+from shared import admission, billing, workspaces
 from shared.errors import InvalidInput
 from shared.models import BillingMode, ChannelKind, ChargeKind
 from tests import factories
@@ -102,7 +102,7 @@ async def test_may_spend(
 ) -> None:
     async with pool.acquire() as conn:
         ws = await factories.workspace(conn, plan=plan, billing_mode=mode, credits_minor=credits)
-        decision = await billing.may_spend(conn, ws.id, kind)
+        decision = await admission.may_spend(conn, ws.id, kind)
     assert decision.allowed is allowed
     assert decision.reason == reason
 

@@ -4,6 +4,7 @@ must end exactly as it would have one at a time."""
 import asyncpg
 
 from shared import sms
+from shared.admission import Refusal
 from tests import factories
 
 CONTACT, OTHER, SHORT_CODE = "+15557654321", "+15557654322", "12345"
@@ -65,8 +66,8 @@ async def test_a_batch_ends_as_the_same_texts_one_at_a_time(pool: asyncpg.Pool) 
                 (sms.Outcome.REPLY_QUEUED, None),
                 (sms.Outcome.DUPLICATE, None),
                 (sms.Outcome.STORED, sms.NoReply.STOP_KEYWORD),
-                (sms.Outcome.STORED, sms.NoReply.OPTED_OUT),
-                (sms.Outcome.STORED, sms.NoReply.SENDER_NOT_REPLYABLE),
+                (sms.Outcome.STORED, Refusal.OPTED_OUT),
+                (sms.Outcome.STORED, Refusal.SENDER_NOT_REPLYABLE),
                 (sms.Outcome.UNKNOWN_NUMBER, None),
             ]
         )
