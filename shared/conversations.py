@@ -135,6 +135,29 @@ async def history(
     return [StoredMessage.from_row(r) for r in rows]
 
 
+async def history_before(
+    conn: Connection, conversation_id: UUID, message_id: int, *, limit: int
+) -> list[StoredMessage]:
+    """The last `limit` messages stored before `message_id`, oldest first."""
+    rows = await conn.fetch(
+        f"""
+        select * from (
+            select {_MSG_COLUMNS} from messages where conversation_id = $1 and id < $2
+            order by id desc limit $3
+        ) recent order by id
+        """,
+        conversation_id,
+        message_id,
+        limit,
+    )
+    return [StoredMessage.from_row(r) for r in rows]
+
+
+async def get_message(conn: Connection, message_id: int) -> StoredMessage | None:
+    row = await conn.fetchrow(f"select {_MSG_COLUMNS} from messages where id = $1", message_id)
+    return StoredMessage.from_row(row, created=False) if row else None
+
+
 async def close_conversation(conn: Connection, conversation_id: UUID) -> None:
     await conn.execute(
         "update conversations set status = 'closed', closed_at = coalesce(closed_at, now())"

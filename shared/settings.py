@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     openai_tts_model: str = "gpt-4o-mini-tts"
     openai_timeout_seconds: float = 20.0
     openai_max_retries: int = 2
+    # Earlier messages a text-chat turn (SMS, TwiML loop) gives the model: one window for both.
+    chat_history_messages: int = Field(20, ge=1, le=200)
 
     # LiveKit
     livekit_url: str | None = None
@@ -93,9 +95,9 @@ class Settings(BaseSettings):
     worker_drain_timeout_seconds: int = 285
     worker_health_port: int = 8081
     # Voice worker: barge-in (VAD-based, offline) and endpointing thresholds
-    # Caller speech that pauses the agent: 0.05 s past the VAD's start of speech (bench
-    # barge-in p50 240-290 ms, p95 295-330 ms; 0.1 s ~370 ms, 0.5 s ~700-800 ms). A pause
-    # with no words by false_interruption_timeout (a cough, "uh-huh") resumes the reply.
+    # Caller speech that pauses the agent: 0.05 s past the VAD's start of speech, so
+    # barge-in feels immediate (figures: bench/README.md). A pause with no words by
+    # false_interruption_timeout (a cough, "uh-huh") resumes the reply.
     worker_interruption_min_duration: float = 0.05
     worker_interruption_min_words: int = 0  # >0 also requires that many transcribed words
     worker_false_interruption_timeout: float = 2.0  # no words by then: resume the agent
@@ -106,7 +108,7 @@ class Settings(BaseSettings):
     worker_preemptive_generation: bool = True  # start the LLM on the transcript, pre-turn-end
     worker_vad_min_silence: float = 0.55  # Silero: silence that ends a speech segment
     # Silero: speech that starts a segment (and so can pause the agent). One 32 ms window at
-    # 16 kHz instead of the plugin's 50 ms (two windows): bench barge-in ~50 ms sooner.
+    # 16 kHz instead of the plugin's two, so barge-in starts sooner (bench/README.md).
     worker_vad_min_speech: float = 0.032
     # The caller's audio as the session hears it. Phone audio is 8 kHz narrowband, and the
     # Silero VAD runs at 16 kHz: taking 16 kHz from the track spares a resampler per call
@@ -115,7 +117,7 @@ class Settings(BaseSettings):
     worker_input_sample_rate: int = 16000
     worker_auto_gain_control: bool = False
     # The stored call recording (Opus, caller left, agent right): 16 kHz keeps all of phone
-    # audio at half the encoding CPU of the framework's 48 kHz (worker/recording.py).
+    # audio for less encoding CPU than the framework's 48 kHz (worker/recording.py).
     worker_recording_sample_rate: int = 16000
     # Playground (non-SIP) sessions without an agent in job/room metadata use this agent.
     worker_playground_agent_id: str | None = None
@@ -125,8 +127,8 @@ class Settings(BaseSettings):
     worker_stale_call_seconds: float = 90.0
     worker_sweep_interval_seconds: float = 60.0
     worker_max_call_warning_seconds: float = 30.0  # warn this long before max call length
-    # Jobs run in a process each (isolation; the tested mode, ~47 MB PSS a call in the bench)
-    # or as threads of one process (~20-27 MB a call, but every call shares one GIL).
+    # Jobs run in a process each (isolation; the tested mode) or as threads of one process
+    # (less memory a call, but every call shares one GIL; figures: bench/README.md).
     worker_job_executor: Literal["process", "thread"] = "process"
     worker_num_idle_processes: int | None = None  # None: the framework's default (CPU count)
     worker_max_calls: int = 25  # concurrent calls one worker takes before it reports full

@@ -15,14 +15,14 @@ from typing import Any
 
 import regex
 
-from shared import admission, agents, conversations, sms_outbox
+from shared import admission, agents, conversations, sms_outbox, text_chat
 from shared.errors import NotFound, ProviderError
-from shared.models import Agent
 from shared.pg import UNAVAILABLE_ERRORS, Connection
-from shared.providers.chat import ChatFailed, ChatTurn
+from shared.providers.chat import ChatFailed
 from shared.providers.twilio_rest import NOT_SENT_ERRORS
 from shared.services import Services
 from shared.sms_outbox import Claim, OutboxReply
+from shared.text_chat import Prompt
 
 logger = logging.getLogger("webhook_gateway.sms")
 
@@ -211,9 +211,10 @@ class SmsReplier:
                 return
         body = reply.body
         if prompt is not None:
-            agent, history, user_text = prompt
             try:
-                text = await self.services.chat.reply(agent, history, user_text, medium="sms")
+                text = await self.services.chat.reply(
+                    prompt.agent, prompt.history, prompt.user_text, medium="sms"
+                )
             except ChatFailed as exc:
                 # No reply, no charge: the customer's message stays in the inbox for a human.
                 async with self.services.pool.acquire() as conn:
@@ -224,36 +225,19 @@ class SmsReplier:
         assert body is not None
         await self._send(reply, claim, body)
 
-    async def _prompt(
-        self, conn: Connection, reply: OutboxReply
-    ) -> tuple[Agent, list[ChatTurn], str] | None:
-        """The agent, the conversation before the inbound message, and its text."""
+    async def _prompt(self, conn: Connection, reply: OutboxReply) -> Prompt | None:
+        """The prompt for the inbound message the reply answers; None without an active agent."""
         if reply.agent_id is None:
             return None
         try:
             agent = await agents.get_agent(conn, reply.agent_id)
         except NotFound:
             return None
-        if not agent.active:
+        inbound = await conversations.get_message(conn, reply.inbound_message_id)
+        if not agent.active or inbound is None:
             return None
-        messages = await conversations.history(conn, reply.conversation_id, limit=41)
-        inbound = next((m for m in messages if m.id == reply.inbound_message_id), None)
-        if inbound is None:
-            # More than the history window arrived since: read the message itself.
-            user_text = (
-                await conn.fetchval(
-                    "select body from messages where id = $1", reply.inbound_message_id
-                )
-                or ""
-            )
-        else:
-            user_text = inbound.body
-        history = [
-            ChatTurn("user" if m.role == "user" else "assistant", m.body)
-            for m in messages
-            if m.id < reply.inbound_message_id and m.role in ("user", "assistant") and m.body
-        ]
-        return agent, history, user_text
+        window = self.services.settings.chat_history_messages
+        return await text_chat.prompt_for(conn, agent, inbound, window=window)
 
     async def _send(self, reply: OutboxReply, claim: Claim, body: str) -> None:
         twilio = self.services.twilio

@@ -23,14 +23,15 @@ from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from shared import admission, agents, calls, conversations
+from shared import admission, agents, calls, conversations, text_chat
 from shared.admission import Refusal
+from shared.conversations import StoredMessage
 from shared.errors import NotFound
 from shared.models import Agent
 from shared.pg import Connection
 from shared.phrases import asks_for_human, line
 from shared.provider_ids import greeting_id, reply_turn_id, user_turn_id
-from shared.providers.chat import ChatFailed, ChatTurn
+from shared.providers.chat import ChatFailed
 from shared.routing import InboundTarget
 from shared.services import Services
 from webhook_gateway import voice_twiml as tw
@@ -214,15 +215,16 @@ class VoiceLoop:
             call, agent = loaded
             locale = self._locale(agent)
             words = locale.phrase_language
+            said = None
             if speech:
-                await conversations.add_message(
+                said = await conversations.add_message(
                     conn, call.conversation_id, direction="inbound", role="user", body=speech,
                     provider_id=user_turn_id(call_sid, turn),
                 )  # fmt: skip
             if self._time_up(call, agent):
                 logger.info("voice.max_call_length", extra={"call_sid": call_sid})
                 return tw.say_and_hang_up(locale, line("time_up", words))
-            if not speech:
+            if said is None:
                 silent += 1
                 if silent >= self.settings.voice_max_silent_turns:
                     logger.info("voice.silence_goodbye", extra={"call_sid": call_sid})
@@ -235,9 +237,7 @@ class VoiceLoop:
             )
         if stored is not None:  # Twilio retried a turn we already answered
             return self._listen(locale, stored.body, self.links.turn(turn + 1))
-        task = self.replies.get_or_start(
-            (call_sid, turn), self._generate(call, agent, turn, speech)
-        )
+        task = self.replies.get_or_start((call_sid, turn), self._generate(call, agent, turn, said))
         return await self._say_reply(task, call_sid, turn, 0, locale)
 
     async def collect(self, call_sid: str, turn: int, wait: int) -> VoiceResponse:
@@ -264,7 +264,7 @@ class VoiceLoop:
                     )
                 logger.info("voice.reply_resumed", extra={"call_sid": call_sid, "turn": turn})
                 task = self.replies.get_or_start(
-                    (call_sid, turn), self._generate(call, agent, turn, said.body)
+                    (call_sid, turn), self._generate(call, agent, turn, said)
                 )
         return await self._say_reply(task, call_sid, turn, wait, locale)
 
@@ -295,18 +295,17 @@ class VoiceLoop:
             return self._listen(locale, line("apology", words), self.links.turn(turn + 1))
         return self._listen(locale, reply, self.links.turn(turn + 1))
 
-    async def _generate(self, call: calls.Call, agent: Agent, turn: int, speech: str) -> str | None:
+    async def _generate(
+        self, call: calls.Call, agent: Agent, turn: int, said: StoredMessage
+    ) -> str | None:
         """One reply from the text-chat pipeline, stored under the turn's id; None on failure."""
-        user_id = user_turn_id(call.call_sid, turn)
         async with self.services.pool.acquire() as conn:
-            past = await conversations.history(conn, call.conversation_id)
-        turns = [
-            ChatTurn("user" if m.role == "user" else "assistant", m.body)
-            for m in past
-            if m.role in ("user", "assistant") and m.provider_id != user_id
-        ]
+            window = self.settings.chat_history_messages
+            prompt = await text_chat.prompt_for(conn, agent, said, window=window)
         try:
-            text = await self.services.chat.reply(agent, turns, speech, medium="voice")
+            text = await self.services.chat.reply(
+                prompt.agent, prompt.history, prompt.user_text, medium="voice"
+            )
         except ChatFailed as exc:
             logger.warning(
                 "voice.reply_failed",

@@ -1,13 +1,13 @@
 """The text-chat pipeline used by SMS and the TwiML voice loop.
 
-One function: agent + conversation history + new user text -> streamed reply text, through
-an OpenAI-compatible chat completions API (`POST {OPENAI_BASE_URL}/chat/completions` with
-`stream: true`, read as server-sent events). Retryable failures (connection errors, 429,
-5xx) are retried before the stream starts; a whole reply has one deadline.
+One function: agent + conversation history + new user text -> streamed reply text (the
+prompt is built by shared/text_chat.py), through an OpenAI-compatible chat completions API
+(`POST {OPENAI_BASE_URL}/chat/completions` with `stream: true`, read as server-sent events).
+Retryable failures (connection errors, 429, 5xx) are retried before the stream starts; a
+whole reply has one deadline.
 
-A plain aiohttp client rather than the `openai` SDK: every SMS reply and TwiML voice turn
-passes here. Measured against the stand-in's stream: the SDK 3-4 ms of CPU per reply, httpx
-1.2 ms, aiohttp 0.35 ms (bench/sms_ack.py shares two cores with everything else).
+A plain aiohttp client rather than the `openai` SDK or httpx: every SMS reply and TwiML voice
+turn passes here, and aiohttp reads the stream for the least CPU (figures: bench/README.md).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from shared.settings import Settings
 logger = logging.getLogger("shared.providers.chat")
 
 Medium = Literal["sms", "voice"]
-MAX_HISTORY_MESSAGES = 20
-MAX_HISTORY_CHARS = 12_000
 
 _MEDIUM_RULES = {
     "sms": "You are replying by text message: plain text, no markdown, at most 320 characters.",
@@ -58,19 +56,6 @@ def system_prompt(agent: Agent, medium: Medium) -> str:
         f"Your default language is {agent.language}; if the customer writes or speaks in "
         "another language, answer in theirs."
     )
-
-
-def bounded_history(history: Sequence[ChatTurn]) -> list[ChatTurn]:
-    """The most recent turns that fit both the message and the character budget."""
-    kept: list[ChatTurn] = []
-    chars = 0
-    for turn in reversed(history[-MAX_HISTORY_MESSAGES:]):
-        chars += len(turn.text)
-        if chars > MAX_HISTORY_CHARS:
-            break
-        kept.append(turn)
-    kept.reverse()
-    return kept
 
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -102,7 +87,7 @@ class TextChat:
     ) -> AsyncIterator[str]:
         """Yield the reply as it streams; raise ChatFailed when the model fails."""
         messages = [{"role": "system", "content": system_prompt(agent, medium)}]
-        messages += [{"role": t.role, "content": t.text} for t in bounded_history(history)]
+        messages += [{"role": t.role, "content": t.text} for t in history]
         messages.append({"role": "user", "content": user_text})
         payload = {
             "model": agent.chat_model or self._settings.openai_chat_model,

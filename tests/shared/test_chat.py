@@ -5,8 +5,9 @@ from uuid import uuid4
 import pytest
 
 from shared.models import Agent
-from shared.providers.chat import ChatFailed, ChatTurn, TextChat, bounded_history
+from shared.providers.chat import ChatFailed, ChatTurn, TextChat
 from shared.settings import Settings
+from shared.text_chat import bounded_history
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 
 
