@@ -56,8 +56,8 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
         command_timeout=10,
         timeout=5,
         # Plan each prepared statement once. Our statements are key lookups and small
-        # batches, where Postgres's per-call custom plans were never better and cost up to
-        # 1 ms of planning per call (the batched SMS store; bench/sms_ack.py).
+        # batches, where Postgres's per-call custom plans were never better, and re-planning
+        # the batched SMS store on every call was a large part of its cost (bench/README.md).
         server_settings={"plan_cache_mode": "force_generic_plan"},
     )
     if require_current_schema:

@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             await gateway.start()
             # Everything loaded so far lives as long as the process: move it out of the
-            # cyclic GC's reach, so full collections stay short (they paused requests ~200 ms).
+            # cyclic GC's reach, so full collections stay short (long ones paused requests).
             gc.collect()
             gc.freeze()
             # Fewer, cheaper young-generation passes: requests allocate many short-lived

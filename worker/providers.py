@@ -35,8 +35,8 @@ class Providers:
 
 @lru_cache(maxsize=1)
 def tls_context() -> ssl.SSLContext:
-    """One TLS context per process: building one loads the CA bundle (~100 ms of CPU), and
-    each plugin building its own client per call stalled every call's audio in the process."""
+    """One TLS context per process: building one loads the CA bundle, and each plugin
+    building its own client per call stalled every call's audio in the process."""
     return httpx2.create_ssl_context()
 
 
@@ -52,8 +52,8 @@ def load_vad(settings: Settings) -> vad.VAD:
     """Silero VAD from the wheel's bundled model, loaded once per process image.
 
     The worker's forkserver loads it (worker/preload.py), so job processes inherit the
-    ONNX Runtime session copy-on-write: creating one costs ~25 MB of private memory, a
-    third of a call's. Its streams keep their own state; the session is shared."""
+    ONNX Runtime session copy-on-write instead of each building its own private copy
+    (figures: bench/README.md). Its streams keep their own state; the session is shared."""
     options = vad_options(settings)
     return _silero_vad(options["min_silence_duration"], options["min_speech_duration"])
 

@@ -47,8 +47,8 @@ _CALLS: dict[str, CallSession] = {}
 SERVER_TARGET_LOAD = 0.7
 # Imported once in the forkserver, so every job process shares these pages copy-on-write
 # instead of importing them itself: our code (and with it asyncpg and pydantic), and what the
-# openai SDK and its HTTP client import lazily on a call's first request, on the event loop
-# (openai.pagination alone took ~580 ms there; the worker log showed turns blocked by it).
+# openai SDK and its HTTP client import lazily on a call's first request, on the event loop,
+# where those imports blocked a call's first turn (figures: bench/README.md).
 PRELOAD_MODULES = [
     __name__,
     "worker.preload",  # the Silero VAD and the TLS context, shared by every job process
@@ -181,7 +181,7 @@ async def _run_session(
         ),
         record={"audio": True, "traces": False, "logs": False, "transcript": False},
         # The session host streams every session event to the room for a remote console;
-        # a phone has no use for it (~3% of a call's Python time, and data packets).
+        # a phone has no use for it, and it costs CPU and data packets every call.
         session_host=not call.is_phone_call,
     )
     call.start_heartbeat()

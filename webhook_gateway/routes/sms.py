@@ -73,7 +73,7 @@ def _misrouted_call(req: TwilioRequest) -> Response:
 
 async def inbound_sms(request: Request) -> Response:
     # A plain Starlette route, the one webhook every text hits: FastAPI's dependency solving
-    # cost about as much as the signature check (bench/sms_ack.py).
+    # would cost as much as the signature check (figures: bench/README.md).
     gateway = gateway_of(request)
     req = await verified_twilio_request(request, gateway.services.settings)
     if req.get("CallSid"):
