@@ -158,3 +158,12 @@ async def bound_agent_id(conn: Connection, channel_id: UUID) -> UUID | None:
         "select agent_id from agent_channels where channel_id = $1", channel_id
     )
     return value
+
+
+async def voice_numbers(conn: Connection) -> list[str]:
+    """Every number connected for voice right now, sorted (E.164): the LiveKit trunk's numbers."""
+    rows = await conn.fetch(
+        "select distinct phone_number from channels where kind = 'voice' and active"
+        " order by phone_number"
+    )
+    return [r["phone_number"] for r in rows]

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from shared.errors import InvalidInput
 from shared.pg import Connection
 from shared.providers.recording_store import RecordingStore
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: UUID
+    call_id: UUID | None
+    bucket_key: str
+    content_type: str
+    duration_seconds: int | None
+    size_bytes: int
+    created_at: datetime
 
 
 def recording_key(workspace_id: UUID, conversation_id: UUID, name: str) -> str:
@@ -59,3 +72,15 @@ async def save_recording(
         )
     assert recording_id is not None
     return recording_id
+
+
+async def conversation_recordings(conn: Connection, conversation_id: UUID) -> list[Recording]:
+    """The conversation's recordings, oldest first."""
+    rows = await conn.fetch(
+        """
+        select id, call_id, bucket_key, content_type, duration_seconds, size_bytes, created_at
+        from recordings where conversation_id = $1 order by created_at, id
+        """,
+        conversation_id,
+    )
+    return [Recording(**dict(r)) for r in rows]

@@ -68,13 +68,6 @@ async def get(conn: Connection, reply_id: int) -> OutboxReply | None:
     return OutboxReply.from_row(row) if row else None
 
 
-async def get_by_sid(conn: Connection, message_sid: str) -> OutboxReply | None:
-    row = await conn.fetchrow(
-        f"select {_COLUMNS} from sms_replies where message_sid = $1", message_sid
-    )
-    return OutboxReply.from_row(row) if row else None
-
-
 async def claim_due(conn: Connection, *, lease_seconds: float, limit: int = 50) -> list[Claim]:
     """Take over pending rows that are due and whose lease expired (or was released)."""
     rows = await conn.fetch(

@@ -8,15 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
+import httpx
+import pytest
+
+from shared.providers.recording_store import S3RecordingStore, build_store
+from shared.settings import Settings
+from tests.conftest import JWT_TEST_SECRET
+from webhook_gateway.app import create_app
+
+AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4
 
 
-def wassla(pg_dsn: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": pg_dsn, "WASSLA_DATA_DIR": str(data_dir)}
+def wassla(
+    pg_dsn: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "DATABASE_URL": pg_dsn, "WASSLA_DATA_DIR": str(data_dir)}
+    environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "wassla.cli", *args],
-        env=env,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=60,
@@ -24,8 +37,8 @@ def wassla(pg_dsn: str, data_dir: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
-def ok_json(pg_dsn: str, data_dir: Path, *args: str) -> Any:
-    result = wassla(pg_dsn, data_dir, "--json", *args)
+def ok_json(pg_dsn: str, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = wassla(pg_dsn, data_dir, "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -108,3 +121,64 @@ async def test_cli_conversation_prints_messages_in_order(
     assert [m["body"] for m in shown["messages"]] == ["m0", "m1", "m2"]
     listed = ok_json(pg_dsn, data_dir, "conversations", "--workspace", str(ws.id))
     assert listed[0]["message_count"] == 3
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+async def test_cli_conversation_links_serve_its_recordings(
+    pool: asyncpg.Pool, pg_dsn: str, data_dir: Path, settings: Settings, s3_endpoint: str,
+    backend: str,
+) -> None:  # fmt: skip
+    """Each recording gets a short-lived link that serves its bytes: the gateway's signed link
+    for the local store, a presigned URL for the bucket."""
+    from shared import conversations, recordings
+    from tests import factories
+
+    env = {"PUBLIC_BASE_URL": settings.public_base_url, "WASSLA_JWT_SECRET": JWT_TEST_SECRET,
+           "RECORDINGS_BACKEND": backend}  # fmt: skip
+    if backend == "s3":
+        settings = settings.model_copy(update={
+            "recordings_backend": "s3", "recordings_bucket": f"rec-{uuid4().hex[:8]}",
+            "s3_endpoint_url": s3_endpoint, "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+        })  # fmt: skip
+        env |= {"RECORDINGS_BUCKET": settings.recordings_bucket, "S3_ENDPOINT_URL": s3_endpoint,
+                "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
+    store = build_store(settings)
+    if isinstance(store, S3RecordingStore):
+        await store.ensure_bucket()
+    async with pool.acquire() as conn:
+        ws = await factories.workspace(conn)
+        ch = await factories.channel(conn, ws.id, kind="voice")
+        conv = await conversations.open_conversation(
+            conn, workspace_id=ws.id, kind="voice", channel_id=ch.id,
+            contact_number="+14155550100", agent_id=None,
+        )  # fmt: skip
+        recording_id = await recordings.save_recording(
+            conn, store, workspace_id=ws.id, conversation_id=conv, call_id=None,
+            provider_id="RE" + uuid4().hex, data=AUDIO, content_type="audio/wav",
+            extension="wav", duration_seconds=3,
+        )  # fmt: skip
+
+    shown = ok_json(pg_dsn, data_dir, "conversation", str(conv), env=env)
+    [link] = shown["recordings"]
+    assert link["recording_id"] == str(recording_id) and link["duration_seconds"] == 3
+    human = wassla(pg_dsn, data_dir, "conversation", str(conv), env=env)
+    assert human.returncode == 0, human.stderr
+    assert f"recording_id={recording_id}" in human.stdout and " url=http" in human.stdout
+
+    if backend == "s3":
+        async with httpx.AsyncClient() as client:
+            response = await client.get(link["url"])
+        assert response.status_code == 200 and response.content == AUDIO
+        return
+    # The local store's link is the gateway's recording route: fetch it from the real app.
+    assert link["url"].startswith(f"{settings.public_base_url}/recordings/")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.get(link["url"])
+            assert response.status_code == 200 and response.content == AUDIO
+            assert response.headers["content-type"] == "audio/wav"
+            tampered = link["url"].replace("signature=", "signature=0")
+            assert (await client.get(tampered)).status_code == 403

@@ -14,13 +14,14 @@ from uuid import UUID
 
 import asyncpg
 
-from shared import agents, billing, channels, conversations, migrate, workspaces
+from shared import agents, billing, channels, conversations, migrate, recordings, workspaces
 from shared.agents import AgentFields
 from shared.db import create_pool, resolve_dsn
 from shared.e164 import calling_code_for
 from shared.errors import WasslaError
 from shared.models import BillingMode, Modality, Role
 from shared.pg import Connection
+from shared.providers.recording_store import build_store
 from shared.settings import Settings
 
 Handler = Callable[[Connection, argparse.Namespace], Awaitable[Any]]
@@ -195,7 +196,25 @@ async def _conversation(conn: Connection, a: argparse.Namespace) -> Any:
     conversation["messages"] = [
         {k: v for k, v in m.__dict__.items() if k != "created"} for m in messages
     ]
-    return conversation if a.json else [conversation.pop("messages"), conversation][::-1]
+    # Each recording with a short-lived link: presigned on S3, the gateway's signed link locally.
+    settings: Settings = a.settings
+    stored = await recordings.conversation_recordings(conn, a.id)
+    links: list[dict[str, Any]] = []
+    if stored:  # only then the store: a conversation without recordings needs no S3 secrets
+        store = build_store(settings)
+        links = [
+            {
+                "recording_id": r.id,
+                "call_id": r.call_id,
+                "duration_seconds": r.duration_seconds,
+                "size_bytes": r.size_bytes,
+                "url": await store.presign_get(r.bucket_key, settings.recordings_url_ttl_seconds),
+            }
+            for r in stored
+        ]
+    if a.json:
+        return {**conversation, "recordings": links}
+    return [conversation, conversation.pop("messages"), *links]
 
 
 async def _charges(conn: Connection, a: argparse.Namespace) -> Any:
@@ -320,13 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
-    from shared.providers.livekit_sip import sync_inbound_sip, voice_numbers
+    from shared.providers.livekit_sip import sync_inbound_sip
 
     settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn:
-            numbers = await voice_numbers(conn)
+            numbers = await channels.voice_numbers(conn)
     finally:
         await pool.close()
     setup = await sync_inbound_sip(settings, numbers)
@@ -348,6 +367,7 @@ async def _run_migrate(settings: Settings) -> list[str]:
 
 
 async def _run_handler(settings: Settings, args: argparse.Namespace) -> Any:
+    args.settings = settings  # for handlers that reach a provider (the recordings store)
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn:

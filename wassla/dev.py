@@ -40,7 +40,7 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[str, dict[str, Any] 
     try:
         applied = await migrate.apply(conn)
         _say(f"migrations applied: {', '.join(applied)}" if applied else "schema is current")
-        if not seed or await conn.fetchval("select count(*) from workspaces"):
+        if not seed or await workspaces.list_workspaces(conn):
             return dsn, None
         workspace = await workspaces.create_workspace(
             conn,

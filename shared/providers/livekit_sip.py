@@ -1,6 +1,7 @@
 """LiveKit SIP configuration: the inbound trunk for our voice numbers and its dispatch rule.
 
-Admin API configuration, not room logic. `sync_inbound_sip` makes LiveKit match the database:
+Admin API configuration, not room logic. `sync_inbound_sip` makes LiveKit match the voice
+numbers it is given (`shared.channels.voice_numbers`):
 
 - one inbound trunk (found by name) whose numbers are every active voice channel's number,
   mapping our gateway's `X-Wassla-Call-Sid` header to the participant attribute
@@ -20,7 +21,6 @@ import aiohttp
 from livekit import api
 
 from shared.errors import InvalidInput, ProviderError
-from shared.pg import Connection
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.providers.livekit_sip")
@@ -38,15 +38,6 @@ class SipSetup:
     numbers: list[str]
     trunk_created: bool
     rule_created: bool
-
-
-async def voice_numbers(conn: Connection) -> list[str]:
-    """Every number connected for voice right now, sorted (E.164)."""
-    rows = await conn.fetch(
-        "select distinct phone_number from channels where kind = 'voice' and active"
-        " order by phone_number"
-    )
-    return [r["phone_number"] for r in rows]
 
 
 def inbound_trunk(settings: Settings, numbers: list[str]) -> api.SIPInboundTrunkInfo:

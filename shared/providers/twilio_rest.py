@@ -1,11 +1,11 @@
 """Twilio's REST API: the one client, built from Settings (base URL, credentials, timeouts).
 
-Send SMS, hang up or redirect a call, fetch a recording, point a number's webhooks at us.
+Send SMS, fetch a recording, point a number's webhooks at us.
 Failures raise ProviderError with `retryable` set, so callers decide without string matching;
 its `__cause__` is the transport error, if any (NOT_SENT_ERRORS: the request never left).
 
-aiohttp rather than httpx: a reply's REST call is on the SMS hot path, and aiohttp costs about
-a quarter of httpx's CPU per request (measured with bench/sms_ack.py's stand-ins).
+aiohttp rather than httpx: a reply's REST call is on the SMS hot path, and aiohttp costs far
+less CPU per request (figures: bench/README.md).
 """
 
 from __future__ import annotations
@@ -125,15 +125,6 @@ class TwilioRest:
             status=str(payload.get("status", "queued")),
             num_segments=int(segments) if segments not in (None, "", "0") else None,
         )
-
-    async def update_call(self, call_sid: str, **fields: str) -> None:
-        """Update a live call (e.g. Status=completed to hang up); a call already gone is fine."""
-        try:
-            await self._request("POST", self._account_url(f"Calls/{call_sid}.json"), data=fields)
-        except ProviderError as exc:
-            if exc.status == 404:  # 20404: the caller already hung up
-                return
-            raise
 
     def is_twilio_url(self, url: str) -> bool:
         """Only fetch media from Twilio's own API host: never send our credentials elsewhere."""

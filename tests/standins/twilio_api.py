@@ -36,7 +36,6 @@ class TwilioStandIn:
     account_sid: str
     auth_token: str
     messages: list[dict[str, Any]] = field(default_factory=list)
-    call_updates: list[dict[str, Any]] = field(default_factory=list)
     number_updates: list[dict[str, Any]] = field(default_factory=list)
     recording_fetches: list[str] = field(default_factory=list)
     recordings: dict[str, bytes] = field(default_factory=dict)  # RecordingSid -> audio
@@ -61,7 +60,6 @@ class TwilioStandIn:
         with self._lock:
             for log in (
                 self.messages,
-                self.call_updates,
                 self.number_updates,
                 self.recording_fetches,
                 self.message_failures,
@@ -108,15 +106,6 @@ class TwilioStandIn:
                 },
                 status_code=201,
             )  # fmt: skip
-
-        @app.post(prefix + "/Calls/{call_sid}.json")
-        async def update_call(account_sid: str, call_sid: str, request: Request) -> Response:
-            if not self._authorized(request):
-                return _error(401, 20003, "Authenticate")
-            form = dict((await request.form()).items())
-            with self._lock:
-                self.call_updates.append({"call_sid": call_sid, **form})
-            return JSONResponse({"sid": call_sid, "status": form.get("Status", "in-progress")})
 
         @app.get(prefix + "/Recordings/{name}")
         async def get_recording(account_sid: str, name: str, request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""Signed, short-lived links to recordings kept in the local store (dev and single-box use)."""
+"""Serves the signed, short-lived recording links `wassla conversation` prints for the local
+store (dev and single-box use; on S3 the links are presigned and go to the bucket)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from shared.providers.recording_store import LocalRecordingStore
 from webhook_gateway.deps import ServicesDep
 
 router = APIRouter()
-_MEDIA_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "ogg": "audio/ogg"}
 
 
 @router.get("/recordings/{key:path}")
