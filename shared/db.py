@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
 
 from shared import migrate
 from shared.devdb import start_embedded
-from shared.pg import UNAVAILABLE_ERRORS, Connection
+from shared.pg import UNAVAILABLE_ERRORS, Connection, DatabaseUnreachable
 from shared.settings import Settings
 
 Pool = asyncpg.Pool
 __all__ = [
-    "UNAVAILABLE_ERRORS",
     "Connection",
     "Pool",
     "create_pool",
@@ -34,6 +34,18 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection[asyncpg.Record]:
+    """asyncpg.connect, with every socket failure to open a connection named as an outage."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except OSError as exc:
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            raise
+        # e.g. EHOSTUNREACH, asyncio's "Multiple exceptions" over several addresses, or the
+        # embedded server's socket file gone while it restarts (FileNotFoundError).
+        raise DatabaseUnreachable(f"cannot connect to the database: {exc}") from exc
+
+
 async def _reset_connection(conn: Connection) -> None:
     """Nothing beyond asyncpg's own rollback of an open transaction and listener cleanup.
 
@@ -51,6 +63,7 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
         dsn,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
+        connect=_connect,
         init=_init_connection,
         reset=_reset_connection,
         command_timeout=10,

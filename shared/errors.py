@@ -11,7 +11,11 @@
     ├── Unauthenticated         no user token, or one that is expired, forged or malformed
     ├── Forbidden               the member's role does not allow the action
     ├── SchemaNotCurrent        migrations are pending or an applied one was edited
-    └── ProviderError           an external API failed (retryable tells callers what to do)
+    └── ProviderError           an external API failed (retryable: the same request may be
+        │                       tried again), mapped from the transport at each client's edge
+        ├── ProviderStatusError     the provider answered with an HTTP error status
+        ├── ProviderConnectionError the request never left: nothing happened, even for a send
+        └── ProviderTimeoutError    sent, but the answer was late or lost: a send may have happened
 
 The gateway maps these to HTTP status codes or TwiML in one place; the worker to spoken
 apologies in one place.
@@ -71,7 +75,41 @@ class SchemaNotCurrent(WasslaError):
 
 
 class ProviderError(WasslaError):
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    """A provider failed in a way the other classes do not name (a refused URL, bad output)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class ProviderStatusError(ProviderError):
+    """`body` is an excerpt of the answer; `retry_after` the wait the provider asked for."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retryable: bool,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
         self.status = status
+        self.body = body[:200]
+        self.retry_after = retry_after
+
+
+class ProviderConnectionError(ProviderError):
+    """Connect refused, DNS failure, connect timeout: always safe to try again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class ProviderTimeoutError(ProviderError):
+    """No whole answer (read timeout, dropped connection); retryable only for idempotent calls,
+    so a client that sends decides by this type, not by `retryable`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)

@@ -1,8 +1,8 @@
-"""asyncpg types shared by every module that talks to Postgres."""
+"""asyncpg types, and the errors that mean an outage, for every module that talks to Postgres."""
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from typing import TypeAlias
 
 import asyncpg
@@ -11,15 +11,28 @@ from asyncpg.pool import PoolConnectionProxy
 # A plain connection or one borrowed from the pool: domain functions accept either.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+
+class DatabaseUnreachable(ConnectionError):
+    """Opening a connection failed at the socket (host unreachable, no such socket file...):
+    the pool's connect raises this for any OSError the classes below do not already name."""
+
+
+_exc = asyncpg.exceptions
+
 # Errors that mean "the database is not reachable right now": callers answer 503 / retry.
+# Not every OSError or InterfaceError: a bad query argument (DataError) or a misused
+# connection is a bug, and must not pass for an outage.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
+    ConnectionError,  # refused, reset, broken pipe; DatabaseUnreachable
+    TimeoutError,  # connect, acquire or command timeout (asyncio.TimeoutError is this class)
+    socket.gaierror,  # the host name does not resolve
+    _exc.ConnectionDoesNotExistError,  # the server went away in the middle of a query
+    _exc.ConnectionFailureError,
+    _exc.ClientCannotConnectError,
+    _exc.ConnectionRejectionError,
+    _exc.TransactionResolutionUnknownError,
+    _exc.CannotConnectNowError,  # starting up, shutting down, in recovery
+    _exc.AdminShutdownError,
+    _exc.CrashShutdownError,
+    _exc.TooManyConnectionsError,
 )

@@ -16,10 +16,16 @@ from typing import Any
 import regex
 
 from shared import admission, agents, conversations, sms_outbox, text_chat
-from shared.errors import NotFound, ProviderError
+from shared.errors import (
+    NotFound,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+)
 from shared.pg import UNAVAILABLE_ERRORS, Connection
 from shared.providers.chat import ChatFailed
-from shared.providers.twilio_rest import NOT_SENT_ERRORS
+from shared.providers.retry import call_with_retries
+from shared.providers.twilio_rest import SentMessage
 from shared.services import Services
 from shared.sms_outbox import Claim, OutboxReply
 from shared.text_chat import Prompt
@@ -246,56 +252,67 @@ class SmsReplier:
                 await sms_outbox.finish(conn, claim, status="failed", error="Twilio not set up")
             return
         callback = status_callback_url(self.services.settings.public_base_url, reply.id)
-        for attempt in range(len(self.retry_delays) + 1):
+
+        async def send_once() -> SentMessage | None:
+            """One attempt, unless the reply may no longer go (None)."""
             async with self.services.pool.acquire() as conn:
                 blocked = await admission.reply_refusal(conn, reply)
                 if blocked is not None:
                     await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
                     logger.info("sms.reply_skipped", extra={**_log(reply), "reason": blocked})
-                    return
+                    return None
                 if not await sms_outbox.begin_send(conn, claim, body):
-                    return  # another process took the row over: it sends, not us
-            try:
-                sent = await twilio.send_message(
-                    to=reply.to_number, from_=reply.from_number, body=body, status_callback=callback
-                )
-            except ProviderError as exc:
-                delay = await self._after_failure(reply, claim, exc, attempt)
-                if delay is None:
-                    return
-                await asyncio.sleep(delay)
-                continue
-            async with self.services.pool.acquire() as conn:
-                await sms_outbox.record_sent(
-                    conn, reply.id, sent.sid, status=sent.status, num_segments=sent.num_segments
-                )
-            logger.info("sms.reply_sent", extra={**_log(reply), "message_sid": sent.sid})
-            return
+                    return None  # another process took the row over: it sends, not us
+            return await twilio.send_message(
+                to=reply.to_number, from_=reply.from_number, body=body, status_callback=callback
+            )
 
-    async def _after_failure(
-        self, reply: OutboxReply, claim: Claim, exc: ProviderError, attempt: int
-    ) -> float | None:
-        """Record a failed send; the delay before trying again, or None when done."""
-        extra = {**_log(reply), "error": str(exc)}
-        # An HTTP answer from Twilio, or no connection at all, means nothing was created.
-        never_reached = exc.status is not None or isinstance(exc.__cause__, NOT_SENT_ERRORS)
-        async with self.services.pool.acquire() as conn:
-            if not never_reached:
-                # The request may have reached Twilio: sending again could text twice.
-                await sms_outbox.mark_unknown(conn, reply.id, error=str(exc))
-                logger.error("sms.reply_outcome_unknown", extra=extra)
-                return None
-            if exc.retryable and attempt < len(self.retry_delays):
-                delay = self.retry_delays[attempt]
+        async def before_retry(exc: Exception, _attempt: int, delay: float) -> None:
+            async with self.services.pool.acquire() as conn:
                 await sms_outbox.retry_later(
                     conn, claim, delay_seconds=delay, lease_seconds=self.lease_seconds,
                     error=str(exc),
                 )  # fmt: skip
-                logger.warning("sms.reply_send_retry", extra=extra)
-                return delay
+            logger.warning("sms.reply_send_retry", extra={**_log(reply), "error": str(exc)})
+
+        try:
+            sent = await call_with_retries(
+                send_once,
+                delays=self.retry_delays,
+                retry_if=_may_send_again,
+                before_retry=before_retry,
+            )
+        except ProviderError as exc:
+            await self._send_failed(reply, claim, exc)
+            return
+        if sent is None:
+            return
+        async with self.services.pool.acquire() as conn:
+            await sms_outbox.record_sent(
+                conn, reply.id, sent.sid, status=sent.status, num_segments=sent.num_segments
+            )
+        logger.info("sms.reply_sent", extra={**_log(reply), "message_sid": sent.sid})
+
+    async def _send_failed(self, reply: OutboxReply, claim: Claim, exc: ProviderError) -> None:
+        """Record a send that failed for good, or whose outcome nobody knows."""
+        extra = {**_log(reply), "error": str(exc)}
+        async with self.services.pool.acquire() as conn:
+            if not _never_reached(exc):
+                # The request may have reached Twilio: sending again could text twice.
+                await sms_outbox.mark_unknown(conn, reply.id, error=str(exc))
+                logger.error("sms.reply_outcome_unknown", extra=extra)
+                return
             await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
             logger.error("sms.reply_send_failed", extra=extra)
-            return None
+
+
+def _never_reached(exc: ProviderError) -> bool:
+    """An HTTP answer from Twilio, or no connection at all: nothing was created."""
+    return isinstance(exc, ProviderStatusError | ProviderConnectionError)
+
+
+def _may_send_again(exc: Exception) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable and _never_reached(exc)
 
 
 def _log(reply: OutboxReply) -> dict[str, object]:

@@ -8,7 +8,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from shared.db import UNAVAILABLE_ERRORS
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -21,6 +20,7 @@ from shared.errors import (
     Unauthenticated,
     WasslaError,
 )
+from shared.pg import UNAVAILABLE_ERRORS
 
 logger = logging.getLogger("webhook_gateway")
 

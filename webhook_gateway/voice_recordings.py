@@ -1,6 +1,6 @@
 """Call recordings from Twilio into the private recordings store.
 
-The recording callback only writes a row (`voice_recording_fetches`) and answers; the fetch
+The recording callback only writes a row (shared/recording_fetches.py) and answers; the fetch
 runs in the background, retried with backoff, and the gateway's start-up sweep resumes rows a
 restart left pending. The stored recording is keyed by RecordingSid, so a repeated callback or
 a resumed fetch stores it once.
@@ -8,13 +8,12 @@ a resumed fetch stores it once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from shared import calls
+from shared import calls, recording_fetches
 from shared.errors import ProviderError
-from shared.pg import Connection
+from shared.providers.retry import call_with_retries
 from shared.recordings import save_recording
 from shared.services import Services
 
@@ -35,24 +34,6 @@ class RecordingReady:
     duration_seconds: int | None
 
 
-async def _queue(conn: Connection, rec: RecordingReady) -> bool:
-    """Record the fetch to do; True while it is still pending (new or not yet done)."""
-    status: str | None = await conn.fetchval(
-        """
-        insert into voice_recording_fetches (recording_sid, call_sid, recording_url,
-                                             duration_seconds)
-        values ($1, $2, $3, $4)
-        on conflict (recording_sid) do update set updated_at = now()
-        returning status
-        """,
-        rec.recording_sid,
-        rec.call_sid,
-        rec.recording_url,
-        rec.duration_seconds,
-    )
-    return status == "pending"
-
-
 class RecordingFetcher:
     """Fetches recordings in background tasks kept by Services, one per RecordingSid."""
 
@@ -67,7 +48,13 @@ class RecordingFetcher:
             logger.info("voice.recording_not_completed", extra={**log, "status": rec.status})
             return
         async with self.services.pool.acquire() as conn:
-            pending = await _queue(conn, rec)
+            pending = await recording_fetches.queue(
+                conn,
+                recording_sid=rec.recording_sid,
+                call_sid=rec.call_sid,
+                recording_url=rec.recording_url,
+                duration_seconds=rec.duration_seconds,
+            )
         if pending:
             self.start(rec.recording_sid)
 
@@ -83,49 +70,47 @@ class RecordingFetcher:
     async def resume_pending(self) -> int:
         """Start fetches a restart interrupted; returns how many were started."""
         async with self.services.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "select recording_sid from voice_recording_fetches where status = 'pending'"
-                " order by created_at limit 500"
-            )
-        for row in rows:
-            self.start(row["recording_sid"])
-        if rows:
-            logger.info("voice.recording_fetches_resumed", extra={"count": len(rows)})
-        return len(rows)
+            sids = await recording_fetches.pending_sids(conn, limit=500)
+        for recording_sid in sids:
+            self.start(recording_sid)
+        if sids:
+            logger.info("voice.recording_fetches_resumed", extra={"count": len(sids)})
+        return len(sids)
 
     async def _fetch(self, recording_sid: str) -> None:
         settings = self.services.settings
         attempts = max(1, settings.voice_recording_fetch_attempts)
-        for attempt in range(1, attempts + 1):
-            async with self.services.pool.acquire() as conn:
-                job = await conn.fetchrow(
-                    "select call_sid, recording_url, duration_seconds"
-                    " from voice_recording_fetches where recording_sid = $1 and status = 'pending'",
-                    recording_sid,
-                )
-            if job is None:
-                return
-            log = {"call_sid": job["call_sid"], "recording_sid": recording_sid}
-            if self.services.twilio is None:
-                logger.error("voice.recording_no_twilio_client", extra=log)
-                return  # stays pending: resumed once TWILIO_ACCOUNT_SID is configured
-            try:
-                data = await self.services.twilio.fetch_recording(
-                    job["recording_url"], extension=_EXTENSION
-                )
-                await self._store(recording_sid, job["call_sid"], job["duration_seconds"], data)
-                return
-            except ProviderError as exc:
-                final = not exc.retryable or attempt == attempts
-                await self._note_failure(recording_sid, str(exc), final=final)
-                if final:
-                    logger.error("voice.recording_fetch_failed", extra={**log, "error": str(exc)})
-                    return
-                logger.warning(
-                    "voice.recording_fetch_retry",
-                    extra={**log, "attempt": attempt, "error": str(exc)},
-                )
-            await asyncio.sleep(settings.voice_recording_retry_seconds * 2 ** (attempt - 1))
+        first_delay = settings.voice_recording_retry_seconds
+        log = {"recording_sid": recording_sid}  # and the call, once an attempt has read it
+
+        async def before_retry(exc: Exception, attempt: int, _delay: float) -> None:
+            await self._note_failure(recording_sid, str(exc), final=False)
+            logger.warning(
+                "voice.recording_fetch_retry", extra={**log, "attempt": attempt, "error": str(exc)}
+            )
+
+        try:
+            await call_with_retries(
+                lambda: self._fetch_once(recording_sid, log),
+                delays=[first_delay * 2**attempt for attempt in range(attempts - 1)],
+                before_retry=before_retry,
+            )
+        except ProviderError as exc:
+            await self._note_failure(recording_sid, str(exc), final=True)
+            logger.error("voice.recording_fetch_failed", extra={**log, "error": str(exc)})
+
+    async def _fetch_once(self, recording_sid: str, log: dict[str, str]) -> None:
+        """One attempt, unless there is nothing to do (the fetch is no longer pending)."""
+        async with self.services.pool.acquire() as conn:
+            job = await recording_fetches.get_pending(conn, recording_sid)
+        if job is None:
+            return
+        log["call_sid"] = job.call_sid
+        if self.services.twilio is None:
+            logger.error("voice.recording_no_twilio_client", extra=log)
+            return  # stays pending: resumed once TWILIO_ACCOUNT_SID is configured
+        data = await self.services.twilio.fetch_recording(job.recording_url, extension=_EXTENSION)
+        await self._store(recording_sid, job.call_sid, job.duration_seconds, data)
 
     async def _store(
         self, recording_sid: str, call_sid: str, duration_seconds: int | None, data: bytes
@@ -151,11 +136,7 @@ class RecordingFetcher:
                 extension=_EXTENSION,
                 duration_seconds=duration_seconds,
             )
-            await conn.execute(
-                "update voice_recording_fetches set status = 'done', attempts = attempts + 1,"
-                " last_error = null, updated_at = now() where recording_sid = $1",
-                recording_sid,
-            )
+            await recording_fetches.mark_done(conn, recording_sid)
         logger.info(
             "voice.recording_stored",
             extra={"call_sid": call_sid, "recording_sid": recording_sid,
@@ -165,11 +146,4 @@ class RecordingFetcher:
 
     async def _note_failure(self, recording_sid: str, error: str, *, final: bool) -> None:
         async with self.services.pool.acquire() as conn:
-            await conn.execute(
-                "update voice_recording_fetches set attempts = attempts + 1, last_error = $2,"
-                " status = case when $3 then 'failed' else status end, updated_at = now()"
-                " where recording_sid = $1",
-                recording_sid,
-                error[:500],
-                final,
-            )
+            await recording_fetches.note_failure(conn, recording_sid, error, final=final)

@@ -20,10 +20,18 @@ from shared import calls, conversations, provider_ids, recordings
 from shared.admission import Admitted
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.providers import recording_store
+from shared.providers.retry import call_with_retries
 from shared.settings import Settings
 from worker.caller import Caller
 
 logger = logging.getLogger("worker.call")
+
+# A transcript line outlives a short database blip (a failover, a restart).
+_STORE_RETRY_DELAYS = (0.5, 1.0)
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
 _TIMINGS = (
@@ -132,23 +140,20 @@ class CallSession:
         """Store one final utterance; the chat item id makes a retry a no-op."""
         key = provider_ids.session_key(self.admitted.call_sid, self.admitted.conversation_id)
         user = item.role == "user"
-        for attempt in range(3):
-            try:
-                async with self.pool.acquire() as conn:
-                    await conversations.add_message(
-                        conn,
-                        self.admitted.conversation_id,
-                        direction="inbound" if user else "outbound",
-                        role="user" if user else "assistant",
-                        body=text,
-                        provider_id=provider_ids.session_item_id(key, item.id),
-                        interrupted=bool(item.interrupted),
-                    )
-                return
-            except UNAVAILABLE_ERRORS:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.5 * (attempt + 1))
+
+        async def store() -> None:
+            async with self.pool.acquire() as conn:
+                await conversations.add_message(
+                    conn,
+                    self.admitted.conversation_id,
+                    direction="inbound" if user else "outbound",
+                    role="user" if user else "assistant",
+                    body=text,
+                    provider_id=provider_ids.session_item_id(key, item.id),
+                    interrupted=bool(item.interrupted),
+                )
+
+        await call_with_retries(store, delays=_STORE_RETRY_DELAYS, retry_if=_database_unavailable)
 
     async def _heartbeat(self) -> None:
         assert self.admitted.call_sid is not None

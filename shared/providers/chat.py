@@ -4,7 +4,8 @@ One function: agent + conversation history + new user text -> streamed reply tex
 prompt is built by shared/text_chat.py), through an OpenAI-compatible chat completions API
 (`POST {OPENAI_BASE_URL}/chat/completions` with `stream: true`, read as server-sent events).
 Retryable failures (connection errors, 429, 5xx) are retried before the stream starts; a
-whole reply has one deadline.
+whole reply has one deadline. Every failure is a ChatFailed and, where one fits, also the
+ProviderError kind (status, connection, timeout) that says what happened.
 
 A plain aiohttp client rather than the `openai` SDK or httpx: every SMS reply and TwiML voice
 turn passes here, and aiohttp reads the stream for the least CPU (figures: bench/README.md).
@@ -22,8 +23,15 @@ from typing import Any, Literal
 
 import aiohttp
 
-from shared.errors import ProviderError
+from shared.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
 from shared.models import Agent
+from shared.providers.retry import call_with_retries
+from shared.providers.transport import TRANSPORT_ERRORS, never_sent
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.providers.chat")
@@ -46,7 +54,23 @@ class ChatTurn:
 
 
 class ChatFailed(ProviderError):
-    """The model gave no usable reply (after the SDK's retries, or past the deadline)."""
+    """The model gave no usable reply: callers catch this one class for every chat failure."""
+
+
+class ChatStatusError(ChatFailed, ProviderStatusError):
+    pass
+
+
+class ChatConnectionError(ChatFailed, ProviderConnectionError):
+    pass
+
+
+class ChatTimeoutError(ChatFailed, ProviderTimeoutError):
+    """No whole answer: a read timed out, the connection dropped, or the deadline passed."""
+
+
+class ChatBadOutput(ChatFailed):
+    """The model answered 2xx but not with a reply: a malformed or error event, or no text."""
 
 
 def system_prompt(agent: Agent, medium: Medium) -> str:
@@ -68,7 +92,7 @@ class TextChat:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.openai_base_url.rstrip("/") + "/chat/completions"
-        self._max_retries = settings.openai_max_retries
+        self._delays = [_backoff(attempt) for attempt in range(settings.openai_max_retries)]
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=5.0, sock_read=settings.openai_timeout_seconds
@@ -106,41 +130,39 @@ class TextChat:
                         done = True
                     elif text:
                         yield text
-        except TimeoutError as exc:
-            raise ChatFailed(f"chat model timed out: {exc!r}", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise ChatFailed(f"chat model unreachable: {exc!r}", retryable=True) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise _transport_error(exc) from exc
 
     @contextlib.asynccontextmanager
     async def _open_stream(self, payload: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
         """The streaming response, once the model answered 2xx (retrying what may be)."""
         body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                response = await self._http.post(self._url, data=body, headers=headers)
-            except (TimeoutError, aiohttp.ClientError):
-                if last:
-                    raise
-                await asyncio.sleep(_backoff(attempt, None))
-                continue
-            if response.status < 400:
-                try:
-                    yield response
-                finally:
-                    response.release()
-                return
-            await response.read()
+        response = await call_with_retries(
+            lambda: self._post(body), delays=self._delays, wait_for=_server_wait
+        )
+        try:
+            yield response
+        finally:
             response.release()
-            retryable = response.status in _RETRYABLE_STATUS
-            if not retryable or last:
-                raise ChatFailed(
-                    f"chat model returned {response.status}", retryable=retryable,
-                    status=response.status,
-                )  # fmt: skip
-            await asyncio.sleep(_backoff(attempt, response.headers.get("retry-after")))
-        raise AssertionError("unreachable")
+
+    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+        """One attempt: the response if 2xx, else ChatStatusError (its body read, released)."""
+        try:
+            response = await self._http.post(self._url, data=body, headers=_JSON)
+        except TRANSPORT_ERRORS as exc:
+            raise _transport_error(exc) from exc
+        if response.status < 400:
+            return response
+        # Unmapped when reading this body fails, so that ends the call without a retry.
+        content = await response.read()
+        response.release()
+        raise ChatStatusError(
+            f"chat model returned {response.status}",
+            status=response.status,
+            retryable=response.status in _RETRYABLE_STATUS,
+            body=content[:200].decode("utf-8", "replace"),
+            retry_after=_seconds(response.headers.get("retry-after")),
+        )
 
     async def reply(
         self,
@@ -159,22 +181,41 @@ class TextChat:
                 async for part in self.stream_reply(agent, history, user_text, medium=medium):
                     parts.append(part)
         except TimeoutError as exc:
-            message = f"chat model gave no reply within {deadline}s"
-            raise ChatFailed(message, retryable=True) from exc
+            raise ChatTimeoutError(f"chat model gave no reply within {deadline}s") from exc
         text = "".join(parts).strip()
         if not text:
-            raise ChatFailed("chat model returned an empty reply", retryable=True)
+            raise ChatBadOutput("chat model returned an empty reply", retryable=True)
         return text
 
 
-def _backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds before the next attempt: the server's Retry-After when short, else 0.5 s, 1 s..."""
-    if retry_after is not None:
-        try:
-            return min(max(float(retry_after), 0.0), _MAX_BACKOFF_SECONDS)
-        except ValueError:
-            pass
+_JSON = {"Content-Type": "application/json"}
+
+
+def _transport_error(exc: BaseException) -> ChatFailed:
+    if never_sent(exc):
+        return ChatConnectionError(f"chat model unreachable: {exc!r}")
+    return ChatTimeoutError(f"chat model gave no whole answer: {exc!r}")
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds after failed attempt `attempt` + 1: 0.5 s, 1 s, 2 s... up to the cap."""
     return min(0.5 * 2.0**attempt, _MAX_BACKOFF_SECONDS)
+
+
+def _server_wait(exc: Exception, planned: float) -> float:
+    """The server's Retry-After when it sent one in seconds (capped), else the planned delay."""
+    if isinstance(exc, ProviderStatusError) and exc.retry_after is not None:
+        return min(max(exc.retry_after, 0.0), _MAX_BACKOFF_SECONDS)
+    return planned
+
+
+def _seconds(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        return float(header)
+    except ValueError:
+        return None  # an HTTP date: the planned delay stands
 
 
 def _delta_text(line: str) -> str | None:
@@ -187,7 +228,7 @@ def _delta_text(line: str) -> str | None:
     try:
         chunk = json.loads(data)
     except ValueError as exc:
-        raise ChatFailed(
+        raise ChatBadOutput(
             f"chat model sent a malformed event: {data[:80]!r}", retryable=False
         ) from exc
     if not isinstance(chunk, dict):
@@ -195,7 +236,7 @@ def _delta_text(line: str) -> str | None:
     if "error" in chunk:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else error
-        raise ChatFailed(f"chat model failed mid-stream: {message}", retryable=True)
+        raise ChatBadOutput(f"chat model failed mid-stream: {message}", retryable=True)
     choices = chunk.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
         return ""

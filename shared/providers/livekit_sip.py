@@ -17,10 +17,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aiohttp
 from livekit import api
 
-from shared.errors import InvalidInput, ProviderError
+from shared.errors import (
+    InvalidInput,
+    ProviderConnectionError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
+from shared.providers.transport import TRANSPORT_ERRORS, never_sent
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.providers.livekit_sip")
@@ -122,13 +127,16 @@ async def sync_inbound_sip(settings: Settings, numbers: list[str]) -> SipSetup:
         trunk, trunk_created = await _upsert_trunk(lk, inbound_trunk(settings, numbers))
         rule, rule_created = await _upsert_rule(lk, dispatch_rule(settings, trunk.sip_trunk_id))
     except api.ServerError as exc:
-        raise ProviderError(
+        raise ProviderStatusError(
             f"LiveKit refused the SIP setup: {exc.code}: {exc.message}",
-            retryable=exc.status >= 500,
             status=exc.status,
+            retryable=exc.status >= 500,
+            body=exc.message,
         ) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ProviderError(f"LiveKit unreachable: {exc!r}", retryable=True) from exc
+    except TRANSPORT_ERRORS as exc:
+        if never_sent(exc):
+            raise ProviderConnectionError(f"LiveKit unreachable: {exc!r}") from exc
+        raise ProviderTimeoutError(f"LiveKit gave no whole answer: {exc!r}") from exc
     finally:
         await lk.aclose()
     setup = SipSetup(

@@ -1,8 +1,8 @@
 """Twilio's REST API: the one client, built from Settings (base URL, credentials, timeouts).
 
 Send SMS, fetch a recording, point a number's webhooks at us.
-Failures raise ProviderError with `retryable` set, so callers decide without string matching;
-its `__cause__` is the transport error, if any (NOT_SENT_ERRORS: the request never left).
+Failures raise the ProviderError tree (shared/errors.py), so callers decide by type: an HTTP
+error status, a request that never left, or one that may have reached Twilio unanswered.
 
 aiohttp rather than httpx: a reply's REST call is on the SMS hot path, and aiohttp costs far
 less CPU per request (figures: bench/README.md).
@@ -10,7 +10,6 @@ less CPU per request (figures: bench/README.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -19,16 +18,20 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from shared.errors import ProviderError
+from shared.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+)
+from shared.providers.retry import call_with_retries
+from shared.providers.transport import TRANSPORT_ERRORS, never_sent
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.providers.twilio_rest")
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 API_VERSION = "2010-04-01"
-# Transport errors raised before a request could reach Twilio: trying again cannot send twice.
-NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,7 @@ class TwilioRest:
         assert settings.twilio_account_sid and settings.twilio_auth_token
         self.account_sid = settings.twilio_account_sid
         self.base_url = settings.twilio_api_base_url
-        self._attempts = attempts
-        self._backoff = backoff
+        self._delays = [backoff * 2**attempt for attempt in range(attempts - 1)]
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=5.0, sock_read=settings.twilio_timeout_seconds
@@ -84,29 +86,37 @@ class TwilioRest:
         params: dict[str, str] | None = None,
         retry: bool = True,
     ) -> Answer:
-        attempts = self._attempts if retry else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                async with self._http.request(
-                    method, url, data=data, params=params, allow_redirects=False
-                ) as response:
-                    answer = Answer(response.status, await response.read())
-            except _TRANSPORT_ERRORS as exc:
-                if attempt == attempts:
-                    raise ProviderError(f"Twilio unreachable: {exc!r}", retryable=True) from exc
-            else:
-                if answer.status < 400:
-                    return answer
-                retryable = answer.status in _RETRYABLE_STATUS
-                if not retryable or attempt == attempts:
-                    raise ProviderError(
-                        f"Twilio {method} {urlsplit(url).path} -> {answer.status}: "
-                        f"{_error_message(answer)}",
-                        retryable=retryable,
-                        status=answer.status,
-                    )
-            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+        return await call_with_retries(
+            lambda: self._attempt(method, url, data=data, params=params),
+            delays=self._delays if retry else (),
+        )
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: dict[str, str] | None,
+        params: dict[str, str] | None,
+    ) -> Answer:
+        try:
+            async with self._http.request(
+                method, url, data=data, params=params, allow_redirects=False
+            ) as response:
+                answer = Answer(response.status, await response.read())
+        except TRANSPORT_ERRORS as exc:
+            if never_sent(exc):
+                raise ProviderConnectionError(f"Twilio unreachable: {exc!r}") from exc
+            raise ProviderTimeoutError(f"Twilio gave no whole answer: {exc!r}") from exc
+        if answer.status >= 400:
+            message = _error_message(answer)
+            raise ProviderStatusError(
+                f"Twilio {method} {urlsplit(url).path} -> {answer.status}: {message}",
+                status=answer.status,
+                retryable=answer.status in _RETRYABLE_STATUS,
+                body=message,
+            )
+        return answer
 
     async def send_message(
         self, *, to: str, from_: str, body: str, status_callback: str | None
@@ -152,9 +162,10 @@ class TwilioRest:
         )
         numbers = response.json().get("incoming_phone_numbers", [])
         if not numbers:
-            raise ProviderError(
-                f"{phone_number} is not a number of this Twilio account", retryable=False,
-                status=404,
+            # Twilio's 404 in all but name, so callers treat both alike.
+            raise ProviderStatusError(
+                f"{phone_number} is not a number of this Twilio account", status=404,
+                retryable=False,
             )  # fmt: skip
         sid = str(numbers[0]["sid"])
         await self._request("POST", self._account_url(f"IncomingPhoneNumbers/{sid}.json"),

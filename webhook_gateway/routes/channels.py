@@ -23,7 +23,7 @@ from shared.errors import (
     MissingSetting,
     NotFound,
     PlanExcludesChannel,
-    ProviderError,
+    ProviderStatusError,
 )
 from shared.models import Channel, ChannelKind
 from shared.pg import Connection
@@ -321,7 +321,7 @@ async def configure_twilio(
         }
     try:
         sid = await services.twilio.configure_number(channel.phone_number, fields=fields)
-    except ProviderError as exc:
+    except ProviderStatusError as exc:
         if exc.status == 404:
             raise InvalidInput(
                 f"{channel.phone_number} is not a number of this server's Twilio account;"
