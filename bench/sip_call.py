@@ -34,14 +34,16 @@ from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded  # noqa: E402
 from shared.providers.livekit_sip import sync_inbound_sip  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests import factories  # noqa: E402
-from tests.livekit_server import LiveKitServer, free_port  # noqa: E402
 from tests.sip.rtp import RtpPeer  # noqa: E402
 from tests.sip.servers import RedisServer, SipBridge  # noqa: E402
 from tests.sip.sipp import SippCall  # noqa: E402
 from tests.standins.openai_api import OpenAIStandIn  # noqa: E402
-from tests.worker.conftest import start_worker, worker_env  # noqa: E402
-from tests.worker.phone import Phone, espeak_pcm, sip_token  # noqa: E402
+from tests.support import factories  # noqa: E402
+from tests.support.audio import espeak_pcm  # noqa: E402
+from tests.support.livekit_server import LiveKitServer  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+from tests.support.worker_process import start_worker, worker_env  # noqa: E402
+from tests.worker.phone import Phone, sip_token  # noqa: E402
 
 NUMBER = "+15557654321"
 CALLER = "+15550001111"

@@ -42,8 +42,8 @@ import loadgen  # noqa: E402  (bench/loadgen.py, beside this script)
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded  # noqa: E402
 from shared.models import BillingMode  # noqa: E402
-from tests import factories  # noqa: E402
 from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
+from tests.support import factories  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
 ACCOUNT = "AC" + "b" * 32

@@ -49,18 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests import factories  # noqa: E402
-from tests.livekit_server import LiveKitServer, die_with_parent, free_port  # noqa: E402
 from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
-from tests.worker.conftest import WorkerProcess, start_worker, worker_env  # noqa: E402
-from tests.worker.phone import (  # noqa: E402
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    Phone,
-    espeak_pcm,
-    rms,
-    sip_token,
-)
+from tests.support import factories  # noqa: E402
+from tests.support.audio import espeak_pcm, rms  # noqa: E402
+from tests.support.livekit_server import LiveKitServer  # noqa: E402
+from tests.support.processes import die_with_parent, free_port  # noqa: E402
+from tests.support.worker_process import WorkerProcess, start_worker, worker_env  # noqa: E402
+from tests.worker.phone import SAMPLE_RATE, SAMPLES_PER_FRAME, Phone, sip_token  # noqa: E402
 
 DEFAULTS = Settings()  # the worker's defaults, where --worker-env leaves a knob alone
 NUMBER = "+15557654321"

@@ -1,7 +1,8 @@
 """Real components, started once per test run: embedded Postgres, moto's S3 server, and
 loopback stand-ins for the paid APIs (OpenAI-compatible, Twilio REST) that settings point at.
 
-Each test that asks for `pool` gets clean tables (plans and the migration table survive).
+Each test that asks for `pool` gets clean tables (plans and the migration table survive);
+`app` and `client` are the real gateway over them. Helpers live in tests/support/.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from shared import migrate
 from shared.devdb import start_embedded, stop_embedded
 from shared.settings import Settings
 from tests.standins.openai_api import OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
+from tests.support.gateway import gateway_client
+from tests.support.worker_process import RECORDINGS_BUCKET, recordings_store
+from webhook_gateway.app import create_app
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
 TWILIO_ACCOUNT_SID = "AC" + "0" * 32
@@ -141,3 +147,24 @@ def s3_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+async def recordings_bucket(s3_endpoint: str) -> str:
+    """The bucket the voice workers record calls into, created in moto's S3."""
+    await recordings_store(s3_endpoint).ensure_bucket()
+    return RECORDINGS_BUCKET
+
+
+@pytest.fixture
+async def app(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[FastAPI]:
+    """The real app with its lifespan (pool, clients, start-up hooks) running."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client(app, settings) as c:
+        yield c

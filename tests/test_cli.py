@@ -17,7 +17,7 @@ import pytest
 from shared.providers.recording_store import S3RecordingStore, build_store
 from shared.settings import Settings
 from tests.conftest import JWT_TEST_SECRET
-from webhook_gateway.app import create_app
+from tests.support.gateway import running_gateway
 
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4
 
@@ -103,7 +103,7 @@ async def test_cli_conversation_prints_messages_in_order(
     pool: asyncpg.Pool, pg_dsn: str, data_dir: Path
 ) -> None:
     from shared import conversations
-    from tests import factories
+    from tests.support import factories
 
     async with pool.acquire() as conn:
         ws = await factories.workspace(conn)
@@ -131,7 +131,7 @@ async def test_cli_conversation_links_serve_its_recordings(
     """Each recording gets a short-lived link that serves its bytes: the gateway's signed link
     for the local store, a presigned URL for the bucket."""
     from shared import conversations, recordings
-    from tests import factories
+    from tests.support import factories
 
     env = {"PUBLIC_BASE_URL": settings.public_base_url, "WASSLA_JWT_SECRET": JWT_TEST_SECRET,
            "RECORDINGS_BACKEND": backend}  # fmt: skip
@@ -173,12 +173,9 @@ async def test_cli_conversation_links_serve_its_recordings(
         return
     # The local store's link is the gateway's recording route: fetch it from the real app.
     assert link["url"].startswith(f"{settings.public_base_url}/recordings/")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport) as client:
-            response = await client.get(link["url"])
-            assert response.status_code == 200 and response.content == AUDIO
-            assert response.headers["content-type"] == "audio/wav"
-            tampered = link["url"].replace("signature=", "signature=0")
-            assert (await client.get(tampered)).status_code == 403
+    async with running_gateway(settings) as (_, client):
+        response = await client.get(link["url"])
+        assert response.status_code == 200 and response.content == AUDIO
+        assert response.headers["content-type"] == "audio/wav"
+        tampered = link["url"].replace("signature=", "signature=0")
+        assert (await client.get(tampered)).status_code == 403

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,18 +12,13 @@ from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.processes import free_port
 
 
 def test_wassla_dev_serves_with_embedded_defaults() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="wassla-dev-"))
     data_dir.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LIVEKIT_"))}
     env.update({"WASSLA_DATA_DIR": str(data_dir), "PORT": str(port)})
     proc = subprocess.Popen(

@@ -6,7 +6,7 @@ import pytest
 from shared import admission, billing, workspaces
 from shared.errors import InvalidInput
 from shared.models import BillingMode, ChannelKind, ChargeKind
-from tests import factories
+from tests.support import factories
 
 
 async def test_same_charge_recorded_concurrently_debits_once(

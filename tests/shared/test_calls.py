@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from shared import billing, calls, conversations, workspaces
-from tests import factories
+from tests.support import factories
 
 
 async def _open(conn: asyncpg.pool.PoolConnectionProxy, ws_id: object, sid: str) -> calls.Call:

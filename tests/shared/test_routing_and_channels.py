@@ -7,7 +7,7 @@ from shared import agents, channels, routing
 from shared.agents import AgentFields
 from shared.errors import InvalidPhoneNumber, NotFound, NumberInUse, PlanExcludesChannel
 from shared.models import ChannelKind, Modality
-from tests import factories
+from tests.support import factories
 
 
 async def test_bound_agent_wins_when_active(pool: asyncpg.Pool) -> None:

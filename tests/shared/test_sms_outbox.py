@@ -5,7 +5,7 @@ import pytest
 
 from shared import sms, sms_outbox
 from shared.opt_outs import Keyword, keyword_of
-from tests import factories
+from tests.support import factories
 
 
 async def _pending(conn: asyncpg.Connection) -> sms_outbox.Claim:

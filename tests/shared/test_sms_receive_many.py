@@ -5,7 +5,7 @@ import asyncpg
 
 from shared import sms
 from shared.admission import Refusal
-from tests import factories
+from tests.support import factories
 
 CONTACT, OTHER, SHORT_CODE = "+15557654321", "+15557654322", "12345"
 

@@ -2,7 +2,7 @@ import asyncpg
 
 from shared import conversations, text_chat
 from shared.providers.chat import ChatTurn
-from tests import factories
+from tests.support import factories
 
 
 async def test_prompt_is_the_window_of_turns_before_the_users_message(

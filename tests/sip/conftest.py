@@ -16,17 +16,15 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from tests import livekit_server
-from tests.livekit_server import LiveKitServer, free_port
 from tests.sip import servers
 from tests.sip.rtp import RtpPeer
 from tests.sip.servers import RedisServer, SipBridge
 from tests.sip.sipp import SippCall
 from tests.standins.openai_api import OpenAIStandIn
-from tests.worker.conftest import WorkerProcess, start_worker, worker_env
+from tests.support import livekit_server
+from tests.support.livekit_server import LiveKitServer
+from tests.support.worker_process import AGENT_NAME, WorkerProcess, running_worker
 
-AGENT_NAME = "wassla-voice-test"  # what worker_env() names the worker's agent
-BUCKET = "call-recordings"
 ALLOWED_ADDRESSES = "127.0.0.0/8"
 
 
@@ -58,21 +56,6 @@ def sip_bridge(sip_livekit: LiveKitServer, redis_server: RedisServer) -> Iterato
 
 
 @pytest.fixture(scope="session")
-async def sip_recordings_bucket(s3_endpoint: str) -> str:
-    from shared.providers.recording_store import S3RecordingStore
-
-    store = S3RecordingStore(
-        bucket=BUCKET,
-        endpoint_url=s3_endpoint,
-        region="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-    )
-    await store.ensure_bucket()
-    return BUCKET
-
-
-@pytest.fixture(scope="session")
 def sip_worker(
     sip_livekit: LiveKitServer,
     sip_bridge: SipBridge,
@@ -81,22 +64,16 @@ def sip_worker(
     _migrated: str,
     data_dir: Path,
     s3_endpoint: str,
-    sip_recordings_bucket: str,
+    recordings_bucket: str,
 ) -> Iterator[WorkerProcess]:
-    health_port = free_port()
-    env = worker_env(
+    with running_worker(
         livekit=sip_livekit,
         openai_base_url=_openai_standin.base_url,
         pg_dsn=pg_dsn,
         data_dir=data_dir,
         s3_endpoint=s3_endpoint,
-        health_port=health_port,
-    )
-    process = start_worker(env, health_port)
-    yield process
-    process.stop()
-    if os.environ.get("WASSLA_SHOW_WORKER_LOG"):
-        print(process.log())
+    ) as process:
+        yield process
 
 
 def livekit_env(server: LiveKitServer) -> dict[str, str]:

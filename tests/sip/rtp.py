@@ -1,9 +1,10 @@
 """The caller's media: a loopback RTP endpoint speaking G.711 μ-law (PCMU, payload type 0).
 
 It sends a packet every 20 ms for the whole call (silence between utterances, as a phone
-does), and times and measures every packet it receives, so a test can tell when the agent
-speaks and stops. Symmetric RTP: it sends to the address the bridge's audio comes from, or
-to the address from the bridge's SDP answer when that is known first.
+does), and times and measures every packet it receives (tests/support/audio.py), so a test
+can tell when the agent speaks and stops. Symmetric RTP: it sends to the address the
+bridge's audio comes from, or to the address from the bridge's SDP answer when that is known
+first.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import asyncio
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import cast
+from typing import ClassVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from tests.support.audio import CallerAudio, rms
+
 SAMPLE_RATE = 8_000
 PACKET_SAMPLES = 160  # 20 ms
 PCMU = 0
-SPEECH_RMS = 500.0  # 16-bit RMS above which a received packet counts as agent audio
 
 _BIAS = 0x84
 
@@ -46,14 +48,10 @@ def ulaw_decode(data: bytes) -> npt.NDArray[np.int16]:
     return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
 
 
-def rms(samples: npt.NDArray[np.int16]) -> float:
-    if samples.size == 0:
-        return 0.0
-    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
-
-
 @dataclass
-class RtpPeer(asyncio.DatagramProtocol):
+class RtpPeer(CallerAudio, asyncio.DatagramProtocol):
+    QUIET_SECONDS: ClassVar[float] = 0.6
+
     ssrc: int = 0x5A55_1A00
     heard: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, rms)
     packets_received: int = 0
@@ -102,7 +100,7 @@ class RtpPeer(asyncio.DatagramProtocol):
             return  # telephone-event and comfort noise carry no voice
         csrc = (data[0] & 0x0F) * 4
         self.packets_received += 1
-        self.heard.append((time.monotonic(), rms(ulaw_decode(data[12 + csrc :]))))
+        self.hear(rms(ulaw_decode(data[12 + csrc :])))
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -113,14 +111,6 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.speech_ended_at = None
         self._queue.extend(pcm_8k)
         return start
-
-    async def finish_saying(self, within: float = 30.0) -> float:
-        deadline = time.monotonic() + within
-        while self.speech_ended_at is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the caller's speech did not finish playing")
-            await asyncio.sleep(0.01)
-        return self.speech_ended_at
 
     async def _send_loop(self) -> None:
         interval = PACKET_SAMPLES / SAMPLE_RATE
@@ -146,40 +136,7 @@ class RtpPeer(asyncio.DatagramProtocol):
             self._timestamp += PACKET_SAMPLES
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-    # --- listening -------------------------------------------------------------------------
+    # --- listening (the rest is CallerAudio's) ----------------------------------------------
 
-    def agent_speaking_at(self, after: float) -> float | None:
-        """The first moment after `after` the agent's audio was loud, or None."""
-        for at, level in self.heard:
-            if at >= after and level >= SPEECH_RMS:
-                return at
-        return None
-
-    async def wait_agent_speaking(self, after: float, within: float = 20.0) -> float:
-        deadline = time.monotonic() + within
-        while True:
-            at = self.agent_speaking_at(after)
-            if at is not None:
-                return at
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no agent audio over RTP within {within}s"
-                    f" ({self.packets_received} packets received)"
-                )
-            await asyncio.sleep(0.02)
-
-    async def wait_agent_quiet(
-        self, after: float, quiet: float = 0.6, within: float = 30.0
-    ) -> float:
-        """When the agent's audio was last loud before a `quiet`-long silence."""
-        deadline = time.monotonic() + within
-        while True:
-            await asyncio.sleep(0.05)
-            last_loud = after
-            for at, level in self.heard:
-                if at >= after and level >= SPEECH_RMS:
-                    last_loud = at
-            if time.monotonic() - last_loud >= quiet:
-                return last_loud
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the agent did not stop speaking within {within}s")
+    def hearing_report(self) -> str:
+        return f"{self.packets_received} RTP packets received"

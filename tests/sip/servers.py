@@ -1,8 +1,9 @@
 """Redis and LiveKit's SIP bridge (`livekit-sip`) on loopback, for the SIP call tests.
 
-Together with `tests.livekit_server.LiveKitServer.start(redis_host=...)` they make the stack
-a phone call really takes: a SIP user agent -> livekit-sip -> Redis/psrpc -> livekit-server ->
-room -> our worker. Every port is ephemeral; each server logs to a file for failure messages.
+Together with `tests.support.livekit_server.LiveKitServer.start(redis_host=...)` they make the
+stack a phone call really takes: a SIP user agent -> livekit-sip -> Redis/psrpc ->
+livekit-server -> room -> our worker. Every port is ephemeral; each server logs to a file for
+failure messages.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.livekit_server import REPO, LiveKitServer, free_port
+from tests.support.livekit_server import LiveKitServer
+from tests.support.processes import REPO, free_port, stop_process, wait_for_log_line
 
 SIP_BIN = REPO / ".cache" / "bin" / "livekit-sip"
 
@@ -52,33 +53,6 @@ def skip_reason() -> str | None:
     return None
 
 
-def _wait_for(
-    process: subprocess.Popen[bytes], log: Path, ready: str, timeout: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if ready in text:
-            return
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{text[-3000:]}")
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise RuntimeError(f"{what} not ready within {timeout}s:\n{tail}")
-
-
-def _stop(process: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        # livekit-server and livekit-sip treat the first signal as "drain"; we do not wait.
-        process.kill()
-        process.wait(timeout=5)
-
-
 @dataclass
 class RedisServer:
     port: int = 0
@@ -103,7 +77,13 @@ class RedisServer:
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                _wait_for(server.process, log, "Ready to accept connections", 15, "redis-server")
+                wait_for_log_line(
+                    server.process,
+                    log,
+                    "Ready to accept connections",
+                    timeout=15,
+                    what="redis-server",
+                )
                 return server
             except RuntimeError as exc:
                 last = exc
@@ -111,7 +91,7 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start: {last}")
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, grace=5)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -172,7 +152,13 @@ class SipBridge:
                     cwd=bridge.workdir,
                 )
             try:
-                _wait_for(bridge.process, bridge.log_path, "sip service ready", 30, "livekit-sip")
+                wait_for_log_line(
+                    bridge.process,
+                    bridge.log_path,
+                    "sip service ready",
+                    timeout=30,
+                    what="livekit-sip",
+                )
                 return bridge
             except RuntimeError as exc:
                 last = exc
@@ -180,5 +166,5 @@ class SipBridge:
         raise RuntimeError(f"livekit-sip did not start: {last}")
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, grace=5)
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.livekit_server import free_port
 from tests.sip.servers import free_udp_range
+from tests.support.processes import free_port
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

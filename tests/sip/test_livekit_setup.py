@@ -16,9 +16,10 @@ import pytest
 from livekit import api
 
 from shared import channels
-from tests import factories
-from tests.livekit_server import LiveKitServer
-from tests.sip.conftest import AGENT_NAME, livekit_env
+from tests.sip.conftest import livekit_env
+from tests.support import factories
+from tests.support.livekit_server import LiveKitServer
+from tests.support.worker_process import AGENT_NAME
 
 
 def wassla(

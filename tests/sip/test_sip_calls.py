@@ -9,52 +9,37 @@ reply comes back as RTP. Only the paid AI API is the local OpenAI-compatible sta
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
 import httpx
 from livekit import api
-from twilio.request_validator import RequestValidator
 
-from shared import calls as calls_db
 from shared.providers.livekit_sip import sync_inbound_sip
-from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
-from tests import factories
-from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
-from tests.livekit_server import LiveKitServer
-from tests.sip.conftest import BUCKET, Caller
+from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID
+from tests.sip.conftest import Caller
 from tests.sip.rtp import SAMPLE_RATE, RtpPeer
 from tests.sip.servers import SipBridge
 from tests.sip.sipp import SippCall
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
-from tests.worker.phone import espeak_pcm
-from webhook_gateway.app import create_app
+from tests.support import factories
+from tests.support.audio import espeak_pcm
+from tests.support.calls import ended_call
+from tests.support.gateway import running_gateway
+from tests.support.livekit_server import LiveKitServer
+from tests.support.polling import eventually
+from tests.support.twilio_signing import post_signed
+from tests.support.worker_process import recordings_store
 
 OUR_NUMBER = "+15557654321"
 CALLER = "+15550001111"
 HANDOFF_NUMBER = "+15559876543"
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float = 30.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+WITHIN = 30.0  # how long these tests wait for a row or a participant the call makes
 
 
 async def voice_line(pool: asyncpg.Pool, sip_settings: Settings, **agent_fields: Any) -> Any:
@@ -66,15 +51,6 @@ async def voice_line(pool: asyncpg.Pool, sip_settings: Settings, **agent_fields:
         await factories.channel(conn, ws.id, kind="voice", number=OUR_NUMBER, agent_id=agent.id)
     await sync_inbound_sip(sip_settings, [OUR_NUMBER])
     return ws
-
-
-async def ended_call(pool: asyncpg.Pool, call_sid: str, within: float = 30.0) -> calls_db.Call:
-    async def probe() -> calls_db.Call | None:
-        async with pool.acquire() as conn:
-            call = await calls_db.get_call(conn, call_sid)
-        return call if call and call.ended_at else None
-
-    return await eventually(probe, within=within, what=f"call {call_sid} to end")
 
 
 def bridge_call_id(call: SippCall) -> str:
@@ -159,16 +135,10 @@ async def test_sip_call_is_greeted_heard_answered_over_rtp_and_closed_with_trans
         lambda: pool.fetchrow(
             "select bucket_key, size_bytes from recordings where call_id = $1", ended.id
         ),
+        within=WITHIN,
         what="the recording row",
     )
-    store = S3RecordingStore(
-        bucket=BUCKET,
-        endpoint_url=s3_endpoint,
-        region="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-    )
-    data = await store.get(recording["bucket_key"])
+    data = await recordings_store(s3_endpoint).get(recording["bucket_key"])
     assert data[:4] == b"OggS" and len(data) == recording["size_bytes"] > 1000
     assert await pool.fetchval("select count(*) from recordings") == 1
 
@@ -236,8 +206,7 @@ class TwilioSide:
             "CallSid": self.call_sid, "AccountSid": TWILIO_ACCOUNT_SID, "From": CALLER,
             "To": OUR_NUMBER, "Direction": "inbound", "ApiVersion": "2010-04-01", **fields,
         }  # fmt: skip
-        signature = RequestValidator(TWILIO_TEST_TOKEN).compute_signature(url, form)
-        response = await self.client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+        response = await post_signed(self.client, url, form)
         assert response.status_code == 200, response.text
         return ET.fromstring(response.content)
 
@@ -255,14 +224,8 @@ async def test_twilio_call_bridged_by_dial_sip_reaches_the_worker_with_its_call_
         update={"livekit_sip_uri": f"sip:127.0.0.1:{sip_bridge.sip_port};transport=udp"}
     )
     call_sid = "CA" + uuid.uuid4().hex
-    app = create_app(gateway_settings)
     lk = api.LiveKitAPI(sip_livekit.url, sip_livekit.api_key, sip_livekit.api_secret)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=PUBLIC_BASE_URL
-        ) as client,
-    ):
+    async with running_gateway(gateway_settings) as (_, client):
         twilio = TwilioSide(client, call_sid)
         answer = await twilio.post("", CallStatus="ringing")
         sip = answer.find("Dial/Sip")
@@ -285,7 +248,9 @@ async def test_twilio_call_bridged_by_dial_sip_reaches_the_worker_with_its_call_
             header_lines = "\r\n".join(f"{k}: {v}" for k, v in headers.items())
             call, rtp = await phone.dial(user, caller=CALLER, extra_header=header_lines)
             await converse(phone, rtp, "What are your opening hours?")
-            attributes = await eventually(lambda: sip_caller_attributes(lk), what="SIP caller")
+            attributes = await eventually(
+                lambda: sip_caller_attributes(lk), within=WITHIN, what="SIP caller"
+            )
         finally:
             await lk.aclose()
         assert attributes["wassla.call_sid"] == call_sid

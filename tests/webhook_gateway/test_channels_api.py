@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,10 +14,10 @@ import pytest
 from shared import channels, routing, workspaces
 from shared.models import ChannelKind, Role, Workspace
 from shared.settings import Settings
-from tests import factories
 from tests.conftest import JWT_TEST_SECRET, PUBLIC_BASE_URL
 from tests.standins.twilio_api import TwilioStandIn
-from webhook_gateway.app import create_app
+from tests.support import factories
+from tests.support.gateway import running_gateway
 
 OWNER = "user-owner"
 NUMBER = "+15551234567"
@@ -46,16 +44,6 @@ async def member_workspace(
         workspace = await factories.workspace(conn, plan=plan)
         await workspaces.add_member(conn, workspace.id, user, role)
     return workspace
-
-
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of an app built from `settings` (for settings the shared fixture lacks)."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as client:
-            yield client
 
 
 async def active_channels(pool: asyncpg.Pool, workspace_id: UUID) -> list[tuple[str, str]]:
@@ -549,7 +537,7 @@ async def test_without_a_jwt_secret_the_api_answers_503_naming_the_setting(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     workspace = await member_workspace(pool)
-    async with client_for(settings.model_copy(update={"jwt_secret": None})) as client:
+    async with running_gateway(settings.model_copy(update={"jwt_secret": None})) as (_, client):
         response = await client.get(url(workspace.id), headers=auth())
     assert response.status_code == 503
     assert "WASSLA_JWT_SECRET" in response.json()["detail"]
@@ -615,7 +603,8 @@ async def test_configure_twilio_without_a_twilio_account_gets_503_naming_the_set
     async with pool.acquire() as conn:
         sms = await factories.channel(conn, workspace.id, number=NUMBER)
     twilio_standin.numbers[NUMBER] = "PN" + "c" * 32
-    async with client_for(settings.model_copy(update={"twilio_account_sid": None})) as client:
+    no_sid = settings.model_copy(update={"twilio_account_sid": None})
+    async with running_gateway(no_sid) as (_, client):
         response = await client.post(
             url(workspace.id, f"/{sms.id}/configure-twilio"), headers=auth()
         )

@@ -18,18 +18,19 @@ from shared import channels, conversations, workspaces
 from shared.models import BillingMode
 from shared.settings import Settings
 from tests.conftest import PUBLIC_BASE_URL
-from tests.livekit_server import free_port
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
-from tests.webhook_gateway.sms_helpers import (
+from tests.support.gateway import running_gateway
+from tests.support.processes import free_port
+from tests.support.sms import (
     CONTACT,
     EMPTY_RESPONSE,
     OUR_NUMBER,
     SmsSetup,
     charges,
     inbound_count,
+    inbound_params,
     message_sid,
-    post_signed,
     replies,
     send_sms,
     send_status,
@@ -37,7 +38,7 @@ from tests.webhook_gateway.sms_helpers import (
     settle,
     sms_setup,
 )
-from webhook_gateway.app import create_app
+from tests.support.twilio_signing import post_signed, sign
 
 
 @pytest.fixture
@@ -128,8 +129,6 @@ async def test_unsigned_forged_and_wrong_url_signatures_get_403_and_store_nothin
     pool: asyncpg.Pool,
     openai_standin: OpenAIStandIn,
 ) -> None:
-    from tests.webhook_gateway.sms_helpers import inbound_params, sign
-
     params = inbound_params("hello")
     unsigned = await client.post("/twilio-sms", data=params)
     forged = await client.post(
@@ -531,12 +530,9 @@ async def test_unreachable_twilio_is_retried_because_nothing_was_sent(
 ) -> None:
     # Connection refused: the request never left, so trying again cannot text twice.
     nowhere = settings.model_copy(update={"twilio_api_base_url": f"http://127.0.0.1:{free_port()}"})
-    app = create_app(nowhere)
-    async with app.router.lifespan_context(app):
+    async with running_gateway(nowhere) as (app, c):
         app.state.gateway.sms_replier.retry_delays = (0.01, 0.01)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=nowhere.public_base_url) as c:
-            assert (await send_sms(c, "hello")).text == EMPTY_RESPONSE
+        assert (await send_sms(c, "hello")).text == EMPTY_RESPONSE
         await settle(app)
     [reply] = await replies(pool)
     assert (reply["status"], reply["attempts"]) == ("failed", 3)

@@ -4,17 +4,16 @@ never sent twice: each test runs one real app lifespan, stops it, and starts a f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import asyncpg
-import httpx
 from fastapi import FastAPI
 
 from shared.settings import Settings
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
-from tests.webhook_gateway.sms_helpers import (
+from tests.support.gateway import running_gateway
+from tests.support.polling import eventually
+from tests.support.sms import (
     EMPTY_RESPONSE,
     charges,
     replies,
@@ -24,17 +23,6 @@ from tests.webhook_gateway.sms_helpers import (
     settle,
     sms_setup,
 )
-from webhook_gateway.app import create_app
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """One gateway process: the real app with its lifespan, and a client to it."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=settings.public_base_url) as c:
-            yield app, c
 
 
 async def stop_abruptly(app: FastAPI) -> None:
@@ -43,15 +31,6 @@ async def stop_abruptly(app: FastAPI) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll state another thread or process changes (the stand-ins), for up to 10 s."""
-    async with asyncio.timeout(10):
-        for _ in range(1000):
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def test_restart_between_acknowledgement_and_send_still_sends_exactly_one_reply(
@@ -63,16 +42,21 @@ async def test_restart_between_acknowledgement_and_send_still_sends_exactly_one_
     await sms_setup(pool)
     # The first process is stopped while the model is still thinking.
     openai_standin.script_chat(ChatScript("too late", first_token_delay=3.0), "Hello again!")
-    async with running(settings) as (app, client):
+    async with running_gateway(settings) as (app, client):
         response = await send_sms(client, "Are you there?")
         assert response.text == EMPTY_RESPONSE
-        await wait_until(lambda: _true(len(openai_standin.chat_requests) == 1))
+        await eventually(
+            lambda: len(openai_standin.chat_requests) == 1,
+            within=10,
+            interval=0.02,
+            what="the model's request",
+        )
         await stop_abruptly(app)
     assert twilio_standin.messages == []
     [pending] = await replies(pool)
     assert pending["status"] == "pending"
 
-    async with running(settings) as (app, _):
+    async with running_gateway(settings) as (app, _):
         await settle(app)
     assert [m["body"] for m in twilio_standin.messages] == ["Hello again!"]
     [reply] = await replies(pool)
@@ -89,16 +73,21 @@ async def test_reply_held_by_a_dead_process_is_resumed_once_its_lease_expires(
 ) -> None:
     await sms_setup(pool)
     openai_standin.script_chat(ChatScript("too late", first_token_delay=3.0), "Resumed.")
-    async with running(settings) as (app, client):
+    async with running_gateway(settings) as (app, client):
         await send_sms(client, "hello")
-        await wait_until(lambda: _true(len(openai_standin.chat_requests) == 1))
+        await eventually(
+            lambda: len(openai_standin.chat_requests) == 1,
+            within=10,
+            interval=0.02,
+            what="the model's request",
+        )
         await stop_abruptly(app)
     # A killed process could not give its claim back: its lease still runs.
     await pool.execute(
         "update sms_replies set claim = gen_random_uuid(),"
         " lease_until = now() + interval '1 minute'"
     )
-    async with running(settings) as (app, _):
+    async with running_gateway(settings) as (app, _):
         await settle(app)
         assert twilio_standin.messages == []  # not while the lease may still be held
         await pool.execute("update sms_replies set lease_until = now() - interval '1 second'")
@@ -115,16 +104,23 @@ async def test_crash_after_twilio_accepted_is_never_resent_and_its_callback_reso
     setup = await sms_setup(pool)
     twilio_standin.message_delay = 1.0  # Twilio takes the message but answers slowly
     try:
-        async with running(settings) as (app, client):
+        async with running_gateway(settings) as (app, client):
             await send_sms(client, "hello")
-            await wait_until(lambda: _status(pool, "sending"))
+            await eventually(
+                lambda: _status(pool, "sending"), within=10, interval=0.02, what="a reply sending"
+            )
             await stop_abruptly(app)  # dies before Twilio's answer arrives
-        await wait_until(lambda: _true(len(twilio_standin.messages) == 1))
+        await eventually(
+            lambda: len(twilio_standin.messages) == 1,
+            within=10,
+            interval=0.02,
+            what="the message Twilio took",
+        )
     finally:
         twilio_standin.message_delay = 0.0
     [sent] = twilio_standin.messages
 
-    async with running(settings) as (app, client):
+    async with running_gateway(settings) as (app, client):
         await settle(app)
         # Still young: its process might be alive elsewhere, so it is left alone.
         assert (await replies(pool))[0]["status"] == "sending"
@@ -156,7 +152,7 @@ async def test_graceful_shutdown_finishes_a_reply_in_flight(
 ) -> None:
     await sms_setup(pool)
     openai_standin.script_chat(ChatScript("Made it.", first_token_delay=0.5))
-    async with running(settings) as (_, client):
+    async with running_gateway(settings) as (_, client):
         await send_sms(client, "hello")
     # Leaving the lifespan drained the reply task instead of dropping it.
     assert [m["body"] for m in twilio_standin.messages] == ["Made it."]
@@ -170,19 +166,20 @@ async def test_pending_reply_too_old_to_matter_is_skipped_not_sent(
 ) -> None:
     await sms_setup(pool)
     openai_standin.script_chat(ChatScript("too late", first_token_delay=3.0))
-    async with running(settings) as (app, client):
+    async with running_gateway(settings) as (app, client):
         await send_sms(client, "hello")
-        await wait_until(lambda: _true(len(openai_standin.chat_requests) == 1))
+        await eventually(
+            lambda: len(openai_standin.chat_requests) == 1,
+            within=10,
+            interval=0.02,
+            what="the model's request",
+        )
         await stop_abruptly(app)
     await pool.execute("update sms_replies set created_at = now() - interval '2 hours'")
-    async with running(settings) as (app, _):
+    async with running_gateway(settings) as (app, _):
         await settle(app)
     assert twilio_standin.messages == []
     assert (await replies(pool))[0]["status"] == "skipped"
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _status(pool: asyncpg.Pool, status: str) -> bool:

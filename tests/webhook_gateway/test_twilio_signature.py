@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from shared.settings import Settings
 from tests.conftest import PUBLIC_BASE_URL
-from tests.webhook_gateway.sms_helpers import sign
+from tests.support.twilio_signing import sign
 from webhook_gateway.twilio_signature import MAX_BODY_BYTES, TwilioRequestDep, parse_form
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

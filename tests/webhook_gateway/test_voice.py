@@ -1,6 +1,6 @@
 """Voice over TwiML, end to end through the real app: signed webhooks in, TwiML out.
 
-Requests are signed with the `twilio` library's RequestValidator; the model is the local
+Requests are signed as Twilio signs them (tests/support/twilio_signing.py); the model is the local
 OpenAI-compatible stand-in and Twilio's REST API the local Twilio stand-in.
 """
 
@@ -15,15 +15,15 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from twilio.request_validator import RequestValidator
 
 from shared import billing, conversations
 from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
-from tests import factories
-from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
+from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID
 from tests.standins.openai_api import ChatScript, OpenAIStandIn, tone_pcm, wav_bytes
 from tests.standins.twilio_api import TwilioStandIn
+from tests.support import factories
+from tests.support.twilio_signing import post_signed
 
 NUMBER = "+15551234567"
 CALLER = "+14155550123"
@@ -87,8 +87,7 @@ class TwilioCall:
             "ApiVersion": "2010-04-01",
             **fields,
         }
-        signature = RequestValidator(TWILIO_TEST_TOKEN).compute_signature(url, params)
-        return await self.client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+        return await post_signed(self.client, url, params)
 
     async def dial_in(self) -> ET.Element:
         return await self.post(VOICE_URL, CallStatus="ringing")

@@ -11,8 +11,9 @@ import pytest
 
 from shared.models import BillingMode
 from shared.settings import Settings
-from tests import factories
 from tests.standins.openai_api import OpenAIStandIn
+from tests.support import factories
+from tests.support.gateway import running_gateway
 from tests.webhook_gateway.test_voice import (
     NUMBER,
     VOICE_URL,
@@ -183,19 +184,12 @@ class TestLiveKitHandOff:
     async def test_sip_leg_answers_the_trunks_digest_challenge_when_credentials_are_set(
         self, settings: Settings, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
     ) -> None:
-        from webhook_gateway.app import create_app
-
         with_auth = settings.model_copy(
             update={"livekit_sip_auth_username": "twilio", "livekit_sip_auth_password": "s3cret"}
         )
-        app = create_app(with_auth)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url=with_auth.public_base_url
-            ) as c:
-                await _setup(pool)
-                doc = await TwilioCall(c).dial_in()
+        async with running_gateway(with_auth) as (_, c):
+            await _setup(pool)
+            doc = await TwilioCall(c).dial_in()
         sip = doc.find("Dial/Sip")
         assert sip is not None
         assert sip.attrib == {"username": "twilio", "password": "s3cret"}

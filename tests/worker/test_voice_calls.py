@@ -7,38 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
 
 from shared import calls as calls_db
 from shared.models import BillingMode
-from shared.providers.recording_store import S3RecordingStore
 from shared.settings import Settings
-from tests import factories
-from tests.livekit_tap import LiveKitTap
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
-from tests.worker.conftest import BUCKET, CallFactory, WorkerProcess
-from tests.worker.phone import espeak_pcm
+from tests.support import factories
+from tests.support.audio import espeak_pcm
+from tests.support.calls import ended_call
+from tests.support.livekit_tap import LiveKitTap
+from tests.support.polling import eventually
+from tests.support.worker_process import WorkerProcess, recordings_store
+from tests.worker.conftest import CallFactory
 from worker.recording import opus_input_rate
 
 OUR_NUMBER = "+15557654321"
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+WITHIN = 20.0  # how long these tests wait for a row the call writes
 
 
 async def voice_line(
@@ -69,15 +57,6 @@ async def messages_of(pool: asyncpg.Pool, call_sid: str) -> list[asyncpg.Record]
     )
 
 
-async def ended_call(pool: asyncpg.Pool, call_sid: str, within: float = 30.0) -> calls_db.Call:
-    async def probe() -> calls_db.Call | None:
-        async with pool.acquire() as conn:
-            call = await calls_db.get_call(conn, call_sid)
-        return call if call and call.ended_at else None
-
-    return await eventually(probe, within=within, what=f"call {call_sid} to end")
-
-
 @pytest.fixture
 def standin(openai_standin: OpenAIStandIn) -> OpenAIStandIn:
     openai_standin.reset()
@@ -104,7 +83,9 @@ async def test_sip_call_is_greeted_answered_transcribed_live_recorded_and_charge
 
     # Transcript rows exist while the call is still live, not only at the end.
     rows = await eventually(
-        lambda: _both_roles(pool, call_sid), what="user and assistant transcript rows"
+        lambda: _both_roles(pool, call_sid),
+        within=WITHIN,
+        what="user and assistant transcript rows",
     )
     assert not phone.hung_up
     bodies = [(r["role"], r["body"]) for r in rows]
@@ -139,16 +120,10 @@ async def test_sip_call_is_greeted_answered_transcribed_live_recorded_and_charge
             "select bucket_key, content_type, size_bytes from recordings where call_id = $1",
             call.id,
         ),
+        within=WITHIN,
         what="recording row",
     )
-    store = S3RecordingStore(
-        bucket=BUCKET,
-        endpoint_url=s3_endpoint,
-        region="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-    )
-    data = await store.get(recording["bucket_key"])
+    data = await recordings_store(s3_endpoint).get(recording["bucket_key"])
     assert recording["content_type"] == "audio/ogg"
     assert data[:4] == b"OggS" and len(data) == recording["size_bytes"] > 1000
     # Recorded at the phone-audio rate from settings, not the framework's fixed 48 kHz.
@@ -256,7 +231,7 @@ async def test_caller_talking_over_a_long_reply_stops_the_agent_and_the_reply_is
     assert stopped_at < (await phone.finish_saying())
 
     rows = await eventually(
-        lambda: _interrupted_reply(pool, call_sid), what="interrupted reply row"
+        lambda: _interrupted_reply(pool, call_sid), within=WITHIN, what="interrupted reply row"
     )
     assert len(rows["body"]) < len(long_reply)
     assert long_reply.startswith(rows["body"][:20])
@@ -287,7 +262,7 @@ async def test_hand_off_request_transfers_the_sip_caller_and_marks_the_conversat
     async def transferred() -> list[Any] | None:
         return list(livekit_tap.transfers) or None
 
-    transfers = await eventually(transferred, what="the SIP transfer request")
+    transfers = await eventually(transferred, within=WITHIN, what="the SIP transfer request")
     assert [(t.transfer_to, t.participant_identity) for t in transfers] == [
         ("tel:+15559876543", "sip_+15550001111")
     ]
@@ -319,7 +294,7 @@ async def test_hand_off_without_a_number_keeps_the_caller_with_the_agent(
         rows = await messages_of(pool, call_sid)
         return rows if any("nobody is available" in r["body"] for r in rows) else None
 
-    await eventually(apology, what="the agent's apology")
+    await eventually(apology, within=WITHIN, what="the agent's apology")
     # The tool told the model no human is available; the model's request carried that.
     tool_outputs = [
         m.get("content")
@@ -379,14 +354,14 @@ async def test_playground_session_talks_to_the_named_agent_as_a_test_conversatio
             line["workspace"].id,
         )
 
-    conv = await eventually(conversation, what="the playground conversation")
+    conv = await eventually(conversation, within=WITHIN, what="the playground conversation")
     assert (conv["kind"], conv["is_test"], conv["handed_off"]) == ("playground", True, False)
 
     async def told_unavailable() -> bool:
         rows = await pool.fetch("select body from messages where conversation_id = $1", conv["id"])
         return any("not available in this test" in r["body"] for r in rows)
 
-    await eventually(told_unavailable, what="the unavailable hand-off reply")
+    await eventually(told_unavailable, within=WITHIN, what="the unavailable hand-off reply")
     assert livekit_tap.transfers == []
     assert await pool.fetchval("select count(*) from calls") == 0
     await phone.hang_up()

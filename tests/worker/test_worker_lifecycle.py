@@ -14,12 +14,15 @@ import asyncpg
 import pytest
 
 from shared import calls as calls_db
-from tests import factories
-from tests.livekit_server import LiveKitServer, free_port
 from tests.standins.openai_api import OpenAIStandIn
-from tests.worker.conftest import CallFactory, WorkerProcess, start_worker, worker_env
-from tests.worker.phone import espeak_pcm
-from tests.worker.test_voice_calls import OUR_NUMBER, ended_call, voice_line
+from tests.support import factories
+from tests.support.audio import espeak_pcm
+from tests.support.calls import ended_call
+from tests.support.livekit_server import LiveKitServer
+from tests.support.processes import free_port
+from tests.support.worker_process import WorkerProcess, start_worker, worker_env
+from tests.worker.conftest import CallFactory
+from tests.worker.test_voice_calls import OUR_NUMBER, voice_line
 
 
 async def open_livekit_call(

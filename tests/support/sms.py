@@ -1,4 +1,5 @@
-"""Post SMS webhooks exactly as Twilio does: form-encoded and signed with RequestValidator."""
+"""SMS webhooks posted exactly as Twilio posts them (form-encoded, signed), and the rows an
+SMS leaves behind: for the gateway's SMS tests and the reply sender's."""
 
 from __future__ import annotations
 
@@ -9,21 +10,16 @@ from uuid import UUID
 import asyncpg
 import httpx
 from fastapi import FastAPI
-from twilio.request_validator import RequestValidator
 
 from shared.models import Agent, Channel, Workspace
 from shared.services import Services
-from tests import factories
-from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID, TWILIO_TEST_TOKEN
+from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID
+from tests.support import factories
+from tests.support.twilio_signing import post_signed
 
 OUR_NUMBER = "+15551234567"
 CONTACT = "+15557654321"
 EMPTY_RESPONSE = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-
-
-def sign(url: str, params: dict[str, str], token: str = TWILIO_TEST_TOKEN) -> str:
-    signature: str = RequestValidator(token).compute_signature(url, params)
-    return signature
 
 
 def message_sid() -> str:
@@ -48,20 +44,6 @@ def inbound_params(body: str, *, sid: str | None = None, **fields: str) -> dict[
     params["SmsSid"] = params["MessageSid"] = params["SmsMessageSid"]
     params.update(fields)
     return params
-
-
-async def post_signed(
-    client: httpx.AsyncClient,
-    path: str,
-    params: dict[str, str],
-    *,
-    signed_url: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST `params` to `path`, signed for `signed_url` (default: the public URL of `path`)."""
-    url = signed_url or PUBLIC_BASE_URL + path
-    all_headers = {"X-Twilio-Signature": sign(url, params), **(headers or {})}
-    return await client.post(path, data=params, headers=all_headers)
 
 
 async def send_sms(

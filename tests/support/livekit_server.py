@@ -14,10 +14,8 @@ when neither the binary nor Go exists.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,7 +25,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.processes import REPO, die_with_parent, free_port, log_tail, stop_process
+
 DEFAULT_BIN = REPO / ".cache" / "bin" / "livekit-server"
 API_KEY = "devkey"
 # --dev accepts short secrets, but the agents SDK signs HS256 tokens and recent PyJWT warns
@@ -57,21 +56,6 @@ def ensure_binary() -> Path:
     if not path.is_file():
         raise RuntimeError(f"scripts/build-livekit did not produce {path}")
     return path
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the test process dies (no orphans on a kill)."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel just gave out on loopback (closed again for the server to bind)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -165,18 +149,10 @@ class LiveKitServer:
         raise RuntimeError(f"no answer within {timeout}s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines) if self.log_path is not None else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process, grace=10)
         if self._workdir is not None and not os.environ.get("WASSLA_KEEP_LIVEKIT_LOG"):
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -18,7 +18,9 @@ from shared.sms_replies import SmsReplier
 from sms_sender import process as sms_worker
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
-from tests.webhook_gateway.sms_helpers import (
+from tests.support.polling import eventually
+from tests.support.processes import free_port
+from tests.support.sms import (
     EMPTY_RESPONSE,
     inbound_count,
     message_sid,
@@ -66,14 +68,6 @@ async def reply_workers(
         await asyncio.gather(*tasks)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(10):
-        for _ in range(1000):
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-
-
 async def test_gateway_in_worker_mode_acknowledges_and_queues_but_never_sends(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -103,7 +97,12 @@ async def test_worker_sends_a_queued_reply_once_it_is_notified(
     # The fallback poll is a minute away: only the gateway's NOTIFY can wake the worker.
     async with reply_workers(settings, poll_seconds=60):
         await send_sms(client, "hello")
-        await wait_until(lambda: _true(len(twilio_standin.messages) == 1))
+        await eventually(
+            lambda: len(twilio_standin.messages) == 1,
+            within=10,
+            interval=0.02,
+            what="the reply sent",
+        )
     assert [m["body"] for m in twilio_standin.messages] == ["From the worker."]
     [reply] = await replies(pool)
     assert reply["status"] == "sent"
@@ -127,7 +126,12 @@ async def test_two_workers_and_concurrent_retries_send_one_reply_each(
                 for _ in (1, 2, 3)
             )
         )
-        await wait_until(lambda: _true(len(twilio_standin.messages) >= 6))
+        await eventually(
+            lambda: len(twilio_standin.messages) >= 6,
+            within=10,
+            interval=0.02,
+            what="six replies sent",
+        )
         await asyncio.sleep(0.3)  # anything sent twice would show up by now
     assert len(twilio_standin.messages) == 6
     assert [r["status"] for r in await replies(pool)] == ["sent"] * 6
@@ -147,23 +151,18 @@ async def test_worker_started_after_the_fact_picks_up_the_backlog(
     await settle(app)
     assert twilio_standin.messages == []
     async with reply_workers(settings):
-        await wait_until(lambda: _true(len(twilio_standin.messages) == 1))
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        await eventually(
+            lambda: len(twilio_standin.messages) == 1,
+            within=10,
+            interval=0.02,
+            what="the reply sent",
+        )
 
 
 async def test_health_check_answers_while_the_worker_listens_and_its_database_answers(
     app: FastAPI, settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    port = _free_port()
+    port = free_port()
     async with (
         reply_workers(settings.model_copy(update={"sms_worker_health_port": port})) as [worker],
         httpx.AsyncClient() as http,
@@ -180,7 +179,7 @@ async def test_health_check_answers_while_the_worker_listens_and_its_database_an
                 min_size=0,
                 timeout=1,
             )
-            dead_port = _free_port()
+            dead_port = free_port()
             server = await sms_worker.serve_health(worker, dead, dead_port)
             try:
                 down = await http.get(f"http://127.0.0.1:{dead_port}/")
@@ -190,7 +189,7 @@ async def test_health_check_answers_while_the_worker_listens_and_its_database_an
         assert down.status_code == 503
 
     # A replier that is not listening (the gateway's own, in worker mode) is not healthy.
-    idle_port = _free_port()
+    idle_port = free_port()
     server = await sms_worker.serve_health(app.state.gateway.sms_replier, pool, idle_port)
     try:
         async with httpx.AsyncClient() as http:
