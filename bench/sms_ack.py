@@ -300,6 +300,12 @@ def fly_soft_limit() -> int:
     return int(fly["http_service"]["concurrency"]["soft_limit"])
 
 
+def fly_sms_replies() -> str:
+    """Who sends replies in production (fly.toml's SMS_REPLIES): the bench's default."""
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    return str(fly["env"]["SMS_REPLIES"])
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 
@@ -598,9 +604,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--replies",
         choices=["inline", "worker", "none"],
-        default="inline",
-        help="who sends replies: the gateway process, a separate sms_worker process, or "
-        "nobody (an infra_only workspace: the message is stored, no reply)",
+        default=fly_sms_replies(),
+        help="who sends replies: the gateway process, a separate sms_sender process, or "
+        "nobody (an infra_only workspace: the message is stored, no reply); default: "
+        "fly.toml's SMS_REPLIES",
     )
     cli = parser.parse_args()
     if cli.serve == "gateway":
