@@ -119,11 +119,13 @@ async def run_calls(
 ) -> dict[str, list[tuple[float, float]]]:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
-        livekit_sip_allowed_addresses=["127.0.0.0/8"],
-        worker_agent_name=AGENT,
+        livekit={
+            "url": livekit.url,
+            "api_key": livekit.api_key,
+            "api_secret": livekit.api_secret,
+            "sip_allowed_addresses": ["127.0.0.0/8"],
+        },
+        worker={"agent_name": AGENT},
     )
     await sync_inbound_sip(settings, [NUMBER])
     speech_8k = espeak_pcm(UTTERANCE, rate=8_000)

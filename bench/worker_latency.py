@@ -245,7 +245,7 @@ async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> li
         identity="caller", caller_number="+15550001111", called_number=NUMBER,
         call_sid="CA" + uuid.uuid4().hex, agent_name=None,
     )  # fmt: skip
-    rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", DEFAULTS.worker_input_sample_rate))
+    rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", DEFAULTS.worker.input_sample_rate))
     echo = rtc.Room()
     source = rtc.AudioSource(rate, 1, queue_size_ms=200)  # as the framework's audio output
     tasks: list[asyncio.Task[None]] = []
@@ -497,8 +497,11 @@ async def main() -> None:
     parser.add_argument("--barge-ins", type=int, default=15)
     parser.add_argument("--calls", default="10,25")
     parser.add_argument("--concurrent-turns", type=int, default=3)
-    parser.add_argument("--executors", default="process,thread")
-    parser.add_argument("--interrupt-min-durations", default="0.5,0.1")
+    # Defaults are production's; A/B runs list more (--executors process,thread).
+    parser.add_argument("--executors", default=DEFAULTS.worker.job_executor)
+    parser.add_argument(
+        "--interrupt-min-durations", default=str(DEFAULTS.worker.interruption_min_duration)
+    )
     parser.add_argument(
         "--sections", default="turns,barge-in,concurrency", help="figures to measure"
     )

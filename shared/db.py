@@ -61,8 +61,8 @@ async def create_pool(settings: Settings, *, require_current_schema: bool = True
     dsn = await resolve_dsn(settings)
     pool: Pool = await asyncpg.create_pool(
         dsn,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
+        min_size=settings.db.pool_min_size,
+        max_size=settings.db.pool_max_size,
         connect=_connect,
         init=_init_connection,
         reset=_reset_connection,

@@ -37,7 +37,7 @@ class Services:
             pool=pool,
             recordings=build_store(settings),
             chat=TextChat(settings),
-            twilio=TwilioRest(settings) if settings.twilio_account_sid else None,
+            twilio=TwilioRest(settings) if settings.twilio.account_sid else None,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:

@@ -77,9 +77,9 @@ class SmsReplier:
         settings = services.settings
         # A worker holds a pending row at most this long: the model's deadline plus the
         # REST call, with room to spare; then the sweeper may take it over.
-        self.lease_seconds = settings.openai_timeout_seconds + settings.twilio_timeout_seconds + 30
+        self.lease_seconds = settings.openai.timeout_seconds + settings.twilio.timeout_seconds + 30
         # A row still `sending` this long after the call began lost its process.
-        self.stale_sending_seconds = settings.twilio_timeout_seconds + 30
+        self.stale_sending_seconds = settings.twilio.timeout_seconds + 30
         self.sweep_interval_seconds = sweep_interval_seconds
         self.retry_delays = retry_delays
         self.max_reply_age_seconds = max_reply_age_seconds

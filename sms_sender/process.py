@@ -68,9 +68,9 @@ async def run(
     for sig in signals:
         loop.add_signal_handler(sig, replier.request_stop)
     health = None
-    if settings.sms_worker_health_port is not None:
-        health = await serve_health(replier, pool, settings.sms_worker_health_port)
-    logger.info("sms_worker.started", extra={"health_port": settings.sms_worker_health_port})
+    if settings.sms.worker_health_port is not None:
+        health = await serve_health(replier, pool, settings.sms.worker_health_port)
+    logger.info("sms_worker.started", extra={"health_port": settings.sms.worker_health_port})
     try:
         if started is not None:
             started(replier)
@@ -92,9 +92,9 @@ def main() -> int:
         return 0
     settings = Settings()
     try:
-        settings.require("twilio_account_sid", "twilio_auth_token")
+        settings.check_process("sms_sender")
     except WasslaError as exc:
-        print(f"sms_worker: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"sms_sender: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     asyncio.run(run(settings))
     return 0

@@ -90,19 +90,23 @@ def twilio_standin(_twilio_standin: TwilioStandIn) -> TwilioStandIn:
 def base_settings(
     pg_dsn: str, data_dir: Path, _openai_standin: OpenAIStandIn, _twilio_standin: TwilioStandIn
 ) -> Settings:
-    """Settings as the test run's processes see them; tests copy and adjust with model_copy."""
+    """Settings as the test run's processes see them; tests copy and adjust with changed()."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=pg_dsn,
         data_dir=data_dir,
         public_base_url=PUBLIC_BASE_URL,
-        twilio_account_sid=TWILIO_ACCOUNT_SID,
-        twilio_auth_token=TWILIO_TEST_TOKEN,
-        twilio_api_base_url=_twilio_standin.base_url,
+        twilio={
+            "account_sid": TWILIO_ACCOUNT_SID,
+            "auth_token": TWILIO_TEST_TOKEN,
+            "api_base_url": _twilio_standin.base_url,
+        },
         jwt_secret=JWT_TEST_SECRET,
-        openai_api_key="test-openai-key",
-        openai_base_url=_openai_standin.base_url,
-        openai_timeout_seconds=5.0,
+        openai={
+            "api_key": "test-openai-key",
+            "base_url": _openai_standin.base_url,
+            "timeout_seconds": 5.0,
+        },
     )
 
 

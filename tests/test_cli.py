@@ -136,12 +136,12 @@ async def test_cli_conversation_links_serve_its_recordings(
     env = {"PUBLIC_BASE_URL": settings.public_base_url, "WASSLA_JWT_SECRET": JWT_TEST_SECRET,
            "RECORDINGS_BACKEND": backend}  # fmt: skip
     if backend == "s3":
-        settings = settings.model_copy(update={
-            "recordings_backend": "s3", "recordings_bucket": f"rec-{uuid4().hex[:8]}",
-            "s3_endpoint_url": s3_endpoint, "s3_access_key_id": "testing",
-            "s3_secret_access_key": "testing",
+        settings = settings.changed({
+            "recordings.backend": "s3", "recordings.bucket": f"rec-{uuid4().hex[:8]}",
+            "s3.endpoint_url": s3_endpoint, "s3.access_key_id": "testing",
+            "s3.secret_access_key": "testing",
         })  # fmt: skip
-        env |= {"RECORDINGS_BUCKET": settings.recordings_bucket, "S3_ENDPOINT_URL": s3_endpoint,
+        env |= {"RECORDINGS_BUCKET": settings.recordings.bucket, "S3_ENDPOINT_URL": s3_endpoint,
                 "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
     store = build_store(settings)
     if isinstance(store, S3RecordingStore):

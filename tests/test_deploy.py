@@ -66,7 +66,7 @@ def test_worker_has_an_http_check_on_its_health_port() -> None:
     assert len(checks) == 1
     check = checks[0]
     assert check["type"] == "http" and check["path"] == "/"
-    assert check["port"] == int(FLY["env"]["WORKER_HEALTH_PORT"]) == Settings().worker_health_port
+    assert check["port"] == int(FLY["env"]["WORKER_HEALTH_PORT"]) == Settings().worker.health_port
 
 
 def test_sms_group_has_an_http_check_on_its_health_port() -> None:
@@ -74,13 +74,13 @@ def test_sms_group_has_an_http_check_on_its_health_port() -> None:
     assert len(checks) == 1
     check = checks[0]
     assert check["type"] == "http" and check["path"] == "/"
-    configured = Settings(sms_worker_health_port=FLY["env"]["SMS_WORKER_HEALTH_PORT"])
-    assert check["port"] == configured.sms_worker_health_port
+    configured = Settings(sms={"worker_health_port": FLY["env"]["SMS_WORKER_HEALTH_PORT"]})
+    assert check["port"] == configured.sms.worker_health_port
 
 
 def test_drain_timeout_fits_inside_the_kill_timeout() -> None:
     configured = int(FLY["env"]["WORKER_DRAIN_TIMEOUT_SECONDS"])
-    assert configured == Settings().worker_drain_timeout_seconds
+    assert configured == Settings().worker.drain_timeout_seconds
     assert configured + 10 <= FLY["kill_timeout"]  # room for on_session_end uploads
 
 
@@ -92,7 +92,7 @@ def test_bluegreen_deploys_with_vm_sizes_per_group() -> None:
 
 def test_gateways_queue_sms_replies_for_the_sms_group() -> None:
     # Every group reads the same [env]: gateways only queue, the sms group sends.
-    assert Settings(sms_replies=FLY["env"]["SMS_REPLIES"]).sms_replies == "worker"
+    assert Settings(sms={"replies": FLY["env"]["SMS_REPLIES"]}).sms.replies == "worker"
     assert FLY["processes"]["sms"] == "python -m sms_sender"
 
 

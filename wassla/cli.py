@@ -208,7 +208,7 @@ async def _conversation(conn: Connection, a: argparse.Namespace) -> Any:
                 "call_id": r.call_id,
                 "duration_seconds": r.duration_seconds,
                 "size_bytes": r.size_bytes,
-                "url": await store.presign_get(r.bucket_key, settings.recordings_url_ttl_seconds),
+                "url": await store.presign_get(r.bucket_key, settings.recordings.url_ttl_seconds),
             }
             for r in stored
         ]
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
     from shared.providers.livekit_sip import sync_inbound_sip
 
-    settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+    settings.check_process("livekit_setup")
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn:
@@ -380,9 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = Settings()
-        if settings.env == "production":
-            # Never fall back to an embedded database in production.
-            settings.require("database_url")
+        settings.check_process("cli")
         if args.command == "dev":
             from wassla.dev import run_dev
 

@@ -75,7 +75,7 @@ def run_dev(settings: Settings, *, seed: bool = True) -> int:
     env.setdefault("HOST", "127.0.0.1")
     env.setdefault("PORT", "8080")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
-    if not settings.twilio_auth_token:
+    if not settings.twilio.auth_token:
         env["TWILIO_AUTH_TOKEN"] = DEV_TWILIO_TOKEN
         _say(f"TWILIO_AUTH_TOKEN not set: signing webhooks with the dev token {DEV_TWILIO_TOKEN!r}")
     jwt_secret = settings.jwt_secret or DEV_JWT_SECRET
@@ -84,16 +84,16 @@ def run_dev(settings: Settings, *, seed: bool = True) -> int:
         _say(f"demo workspace {demo['workspace']} with agent {demo['agent']} on {DEMO_NUMBER}")
     token = jwt.encode({"sub": DEMO_USER, "exp": int(time.time()) + 86_400}, jwt_secret, "HS256")
     _say(f"Channels API token for {DEMO_USER} (24 h): {token}")
-    if not settings.openai_api_key:
+    if not settings.openai.api_key:
         _say("OPENAI_API_KEY not set: messages are stored but the agent cannot reply")
 
     children: list[subprocess.Popen[bytes]] = [
         subprocess.Popen([sys.executable, "-m", "webhook_gateway"], env=env)
     ]
     _say(f"gateway on http://{env['HOST']}:{env['PORT']} (GET /healthz)")
-    if settings.livekit_configured:
+    if settings.livekit.configured:
         children.append(subprocess.Popen([sys.executable, "-m", "worker", "start"], env=env))
-        _say(f"voice worker connecting to {settings.livekit_url}")
+        _say(f"voice worker connecting to {settings.livekit.url}")
     else:
         _say(
             "LiveKit not configured (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET): "

@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from shared.errors import MissingSetting, WasslaError
+from shared.errors import WasslaError
 from shared.settings import Settings
 from webhook_gateway.app import create_app
 
@@ -19,12 +19,7 @@ def main() -> int:
         return 0
     settings = Settings()
     try:
-        if settings.env == "production":
-            settings.require("database_url", "twilio_auth_token", "public_base_url", "jwt_secret")
-            if not settings.public_base_url.startswith("https://"):
-                raise MissingSetting(["PUBLIC_BASE_URL (the https URL Twilio calls)"])
-        else:
-            settings.require("twilio_auth_token")
+        settings.check_process("gateway")
     except WasslaError as exc:
         print(f"webhook_gateway: {exc}", file=sys.stderr)  # noqa: T201
         return 2

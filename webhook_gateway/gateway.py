@@ -38,7 +38,7 @@ class Gateway:
     @property
     def replies_inline(self) -> bool:
         """This process sends the replies it queues (SMS_REPLIES=inline)."""
-        return self.services.settings.sms_replies == "inline"
+        return self.services.settings.sms.replies == "inline"
 
     async def start(self) -> None:
         """Resume what a stopped process left: recording fetches, and inline SMS replies."""
@@ -58,7 +58,7 @@ def _sms_intake(services: Services, replier: SmsReplier) -> SmsIntake:
     process spend less per text than with two in flight. A batch still running after
     0.25 s (a lock wait; batches take milliseconds) no longer holds the others back.
     In worker mode the queued replies are left for the sms group (no lease taken here)."""
-    inline = services.settings.sms_replies == "inline"
+    inline = services.settings.sms.replies == "inline"
     can_send = services.twilio is not None
     lease_seconds = replier.lease_seconds if inline else None
 

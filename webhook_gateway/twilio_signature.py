@@ -117,7 +117,7 @@ async def _read_body(request: Request) -> bytes:
 
 async def verified_twilio_request(request: Request, settings: SettingsDep) -> TwilioRequest:
     """A parsed, signature-checked Twilio webhook, or a 4xx before anything is written."""
-    if not settings.twilio_auth_token:
+    if not settings.twilio.auth_token:
         logger.error("twilio.auth_token_missing")
         raise HTTPException(status_code=503, detail="TWILIO_AUTH_TOKEN is not configured")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -126,7 +126,7 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
     body = await _read_body(request)
     url = signed_url(settings.public_base_url, request)
     signature = request.headers.get("x-twilio-signature", "")
-    validator = _validator(settings.twilio_auth_token)
+    validator = _validator(settings.twilio.auth_token)
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
     try:
         text = body.decode("utf-8")

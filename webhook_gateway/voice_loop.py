@@ -158,15 +158,15 @@ class VoiceLoop:
             return tw.hang_up()
         if not call.created:  # a Twilio retry: keep the first answer time
             await calls.mark_connected(conn, incoming.call_sid)
-        sip_uri = self.settings.livekit_sip_uri
+        sip_uri = self.settings.livekit.sip_uri
         if sip_uri:
             logger.info("voice.dial_livekit", extra=log)
             uri = tw.livekit_sip_uri(sip_uri, target.channel.phone_number, incoming.call_sid)
             return tw.dial_livekit(
                 uri,
                 action=self.links.dial_status,
-                username=self.settings.livekit_sip_auth_username,
-                password=self.settings.livekit_sip_auth_password,
+                username=self.settings.livekit.sip_auth_username,
+                password=self.settings.livekit.sip_auth_password,
             )
         logger.info("voice.answered", extra=log)
         return await self._greet(conn, call, agent, locale)
@@ -200,7 +200,7 @@ class VoiceLoop:
             text,
             links=self.links,
             tuning=self.tuning,
-            record=self.settings.voice_record_calls,
+            record=self.settings.voice.record_calls,
         )
 
     # --- turns -----------------------------------------------------------------------------
@@ -226,7 +226,7 @@ class VoiceLoop:
                 return tw.say_and_hang_up(locale, line("time_up", words))
             if said is None:
                 silent += 1
-                if silent >= self.settings.voice_max_silent_turns:
+                if silent >= self.settings.voice.max_silent_turns:
                     logger.info("voice.silence_goodbye", extra={"call_sid": call_sid})
                     return tw.say_and_hang_up(locale, line("goodbye", words))
                 return self._listen(locale, line("reprompt", words), self.links.turn(turn, silent))
@@ -278,14 +278,14 @@ class VoiceLoop:
     ) -> VoiceResponse:
         words = locale.phrase_language
         deadline = (
-            self.settings.voice_turn_deadline_seconds
+            self.settings.voice.turn_deadline_seconds
             if wait == 0
-            else self.settings.voice_collect_wait_seconds
+            else self.settings.voice.collect_wait_seconds
         )
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), timeout=deadline)
         except TimeoutError:
-            if wait >= self.settings.voice_max_collect_waits:
+            if wait >= self.settings.voice.max_collect_waits:
                 logger.warning("voice.reply_gave_up", extra={"call_sid": call_sid, "turn": turn})
                 return self._listen(locale, line("apology", words), self.links.turn(turn + 1))
             logger.info("voice.reply_slow", extra={"call_sid": call_sid, "turn": turn})

@@ -79,8 +79,8 @@ class RecordingFetcher:
 
     async def _fetch(self, recording_sid: str) -> None:
         settings = self.services.settings
-        attempts = max(1, settings.voice_recording_fetch_attempts)
-        first_delay = settings.voice_recording_retry_seconds
+        attempts = max(1, settings.voice.recording_fetch_attempts)
+        first_delay = settings.voice.recording_retry_seconds
         log = {"recording_sid": recording_sid}  # and the call, once an attempt has read it
 
         async def before_retry(exc: Exception, attempt: int, _delay: float) -> None:

@@ -58,9 +58,9 @@ class GatherTuning:
     @classmethod
     def from_settings(cls, settings: Settings) -> GatherTuning:
         return cls(
-            speech_timeout=settings.voice_speech_timeout_seconds,
-            timeout=settings.voice_gather_timeout_seconds,
-            speech_model=settings.voice_speech_model,
+            speech_timeout=settings.voice.speech_timeout_seconds,
+            timeout=settings.voice.gather_timeout_seconds,
+            speech_model=settings.voice.speech_model,
         )
 
 

@@ -24,7 +24,7 @@ def _runs_a_worker(argv: list[str]) -> bool:
 async def _check_schema(settings: Settings) -> None:
     """Refuse to take calls on a database whose migrations are pending or were edited."""
     pool = await db.create_pool(
-        settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1}),
+        settings.changed({"db.pool_min_size": 1, "db.pool_max_size": 1}),
         require_current_schema=True,
     )
     await pool.close()
@@ -32,12 +32,12 @@ async def _check_schema(settings: Settings) -> None:
 
 def main() -> None:
     # Our VAD is the Silero plugin and turns are VAD-based: never preload the framework's
-    # local end-of-turn model (~244 MB per worker) that we do not use.
+    # local end-of-turn model (hundreds of MB per worker) that we do not use.
     os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
     settings = load_settings()
     if _runs_a_worker(sys.argv):
         try:
-            settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+            settings.check_process("worker")
             asyncio.run(_check_schema(settings))
         except WasslaError as exc:
             print(f"worker: {exc}", file=sys.stderr)  # noqa: T201

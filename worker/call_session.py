@@ -158,7 +158,7 @@ class CallSession:
     async def _heartbeat(self) -> None:
         assert self.admitted.call_sid is not None
         while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            await asyncio.sleep(self.settings.worker.heartbeat_seconds)
             try:
                 async with self.pool.acquire() as conn:
                     await calls.touch(conn, self.admitted.call_sid)

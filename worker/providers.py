@@ -43,8 +43,8 @@ def tls_context() -> ssl.SSLContext:
 def vad_options(settings: Settings) -> dict[str, float]:
     """The Silero VAD's thresholds from settings."""
     return {
-        "min_silence_duration": settings.worker_vad_min_silence,
-        "min_speech_duration": settings.worker_vad_min_speech,
+        "min_silence_duration": settings.worker.vad_min_silence,
+        "min_speech_duration": settings.worker.vad_min_speech,
     }
 
 
@@ -73,8 +73,8 @@ def stt_language(agent_language: str) -> str:
 def build_providers(settings: Settings, agent: Agent) -> Providers:
     """STT, LLM and TTS of one call over one HTTP client (one connection pool)."""
     client = openai_sdk.AsyncClient(
-        api_key=settings.openai_api_key or "unset",
-        base_url=settings.openai_base_url,
+        api_key=settings.openai.api_key or "unset",
+        base_url=settings.openai.base_url,
         max_retries=0,  # STT and TTS retry through the session's connect options
         http_client=httpx2.AsyncClient(
             verify=tls_context(),
@@ -84,19 +84,19 @@ def build_providers(settings: Settings, agent: Agent) -> Providers:
         ),
     )
     llm_client = client.with_options(
-        timeout=httpx2.Timeout(settings.openai_timeout_seconds, connect=5.0),
-        max_retries=settings.openai_max_retries,
+        timeout=httpx2.Timeout(settings.openai.timeout_seconds, connect=5.0),
+        max_retries=settings.openai.max_retries,
     )
     return Providers(
         stt=openai.STT(
-            model=settings.openai_stt_model,
+            model=settings.openai.stt_model,
             language=stt_language(agent.language),
-            detect_language=settings.worker_stt_detect_language,
+            detect_language=settings.worker.stt_detect_language,
             client=client,
         ),
-        llm=openai.LLM(model=agent.chat_model or settings.openai_chat_model, client=llm_client),
+        llm=openai.LLM(model=agent.chat_model or settings.openai.chat_model, client=llm_client),
         tts=openai.TTS(
-            model=settings.openai_tts_model,
+            model=settings.openai.tts_model,
             voice=agent.voice or DEFAULT_VOICE,
             response_format="pcm",
             client=client,
@@ -108,8 +108,8 @@ def build_providers(settings: Settings, agent: Agent) -> Providers:
 def audio_input(settings: Settings) -> room_io.AudioInputOptions:
     """How the session takes the caller's track (rate and AGC from settings)."""
     return room_io.AudioInputOptions(
-        sample_rate=settings.worker_input_sample_rate,
-        auto_gain_control=settings.worker_auto_gain_control,
+        sample_rate=settings.worker.input_sample_rate,
+        auto_gain_control=settings.worker.auto_gain_control,
     )
 
 
@@ -119,18 +119,18 @@ def turn_handling(settings: Settings) -> TurnHandlingOptions:
         "turn_detection": "vad",
         "endpointing": {
             "mode": "fixed",
-            "min_delay": settings.worker_endpointing_min_delay,
-            "max_delay": settings.worker_endpointing_max_delay,
+            "min_delay": settings.worker.endpointing_min_delay,
+            "max_delay": settings.worker.endpointing_max_delay,
         },
         "interruption": {
             "enabled": True,
             "mode": "vad",
-            "min_duration": settings.worker_interruption_min_duration,
-            "min_words": settings.worker_interruption_min_words,
-            "resume_false_interruption": settings.worker_resume_false_interruption,
-            "false_interruption_timeout": settings.worker_false_interruption_timeout,
+            "min_duration": settings.worker.interruption_min_duration,
+            "min_words": settings.worker.interruption_min_words,
+            "resume_false_interruption": settings.worker.resume_false_interruption,
+            "false_interruption_timeout": settings.worker.false_interruption_timeout,
         },
-        "preemptive_generation": {"enabled": settings.worker_preemptive_generation},
+        "preemptive_generation": {"enabled": settings.worker.preemptive_generation},
     }
     handling: TurnHandlingOptions = TurnHandlingOptions(**options)  # type: ignore[typeddict-item]
     return handling

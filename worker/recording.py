@@ -2,10 +2,9 @@
 
 livekit-agents 1.8.9 records a session (caller left, agent right) with its RecorderIO, built
 inside `AgentSession.start` at a fixed 48 kHz with no option to change it. Encoding Opus at
-48 kHz, and resampling every frame up to it, is the largest CPU cost of a call in the worker
-(py-spy at 10 calls: the encode thread ~19% of samples). Phone audio is 8 kHz narrowband, so
-the recording loses nothing at 16 kHz, and libopus costs about half as much there
-(0.66% against 1.23% of a core per call, measured on this project's 2-core machine).
+48 kHz, and resampling every frame up to it, is the largest CPU cost of a call in the worker.
+Phone audio is 8 kHz narrowband, so the recording loses nothing at 16 kHz, and libopus costs
+about half as much there (figures: bench/README.md).
 
 `use_recording_rate` sets the rate the framework's recorder is built with; the worker tests
 read it back from the stored file's Opus header, so a framework upgrade that ignores it fails

@@ -83,7 +83,7 @@ def prewarm(proc: JobProcess) -> None:
     settings = load_settings()
     proc.userdata["vad"] = providers.load_vad(settings)
     providers.tls_context()
-    recording.use_recording_rate(settings.worker_recording_sample_rate)
+    recording.use_recording_rate(settings.worker.recording_sample_rate)
 
 
 async def on_request(request: JobRequest) -> None:
@@ -91,7 +91,7 @@ async def on_request(request: JobRequest) -> None:
 
 
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
-    job_settings = settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 3})
+    job_settings = settings.changed({"db.pool_min_size": 1, "db.pool_max_size": 3})
     return await db.create_pool(job_settings, require_current_schema=False)
 
 
@@ -120,7 +120,7 @@ async def entrypoint(ctx: JobContext) -> None:
                 )
             else:
                 agent_id = playground_agent_id(
-                    ctx.job.metadata, ctx.room.metadata, settings.worker_playground_agent_id
+                    ctx.job.metadata, ctx.room.metadata, settings.worker.playground_agent_id
                 )
                 admission = await admit_playground(conn, agent_id)
     except UNAVAILABLE_ERRORS:
@@ -188,7 +188,7 @@ async def _run_session(
     if call.is_phone_call:
         call.add_loop(
             asyncio.create_task(
-                enforce_max_length(agent, warning_seconds=settings.worker_max_call_warning_seconds),
+                enforce_max_length(agent, warning_seconds=settings.worker.max_call_warning_seconds),
                 name="max_call_length",
             )
         )
@@ -209,7 +209,7 @@ async def sweep_stale_calls(settings: Settings, pool: asyncpg.Pool) -> int:
     """Close and charge calls whose worker stopped heartbeating; how many were closed."""
     async with pool.acquire() as conn:
         closed = await calls.close_stale_calls(
-            conn, stale_after_seconds=settings.worker_stale_call_seconds
+            conn, stale_after_seconds=settings.worker.stale_call_seconds
         )
     for item in closed:
         logger.info(
@@ -228,7 +228,7 @@ async def _sweeper(settings: Settings) -> None:
         try:
             if pool is None:
                 pool = await db.create_pool(
-                    settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1}),
+                    settings.changed({"db.pool_min_size": 1, "db.pool_max_size": 1}),
                     require_current_schema=False,
                 )
             await sweep_stale_calls(settings, pool)
@@ -238,7 +238,7 @@ async def _sweeper(settings: Settings) -> None:
             raise
         except Exception:
             logger.exception("worker.sweep_failed")
-        await asyncio.sleep(settings.worker_sweep_interval_seconds)
+        await asyncio.sleep(settings.worker.sweep_interval_seconds)
 
 
 def call_load(server: AgentServer, max_calls: int) -> float:
@@ -253,20 +253,20 @@ def call_load(server: AgentServer, max_calls: int) -> float:
 def build_server(settings: Settings) -> AgentServer:
     """The AgentServer configured from settings (agent name, health port, drain, executor)."""
     options: dict[str, Any] = {}
-    if settings.worker_num_idle_processes is not None:
-        options["num_idle_processes"] = settings.worker_num_idle_processes
+    if settings.worker.num_idle_processes is not None:
+        options["num_idle_processes"] = settings.worker.num_idle_processes
     server = AgentServer(
-        ws_url=settings.livekit_url,
-        api_key=settings.livekit_api_key,
-        api_secret=settings.livekit_api_secret,
-        port=settings.worker_health_port,
-        drain_timeout=settings.worker_drain_timeout_seconds,
+        ws_url=settings.livekit.url,
+        api_key=settings.livekit.api_key,
+        api_secret=settings.livekit.api_secret,
+        port=settings.worker.health_port,
+        drain_timeout=settings.worker.drain_timeout_seconds,
         load_threshold=SERVER_TARGET_LOAD,
-        load_fnc=functools.partial(call_load, max_calls=settings.worker_max_calls),
-        job_memory_warn_mb=settings.worker_job_memory_warn_mb,
+        load_fnc=functools.partial(call_load, max_calls=settings.worker.max_calls),
+        job_memory_warn_mb=settings.worker.job_memory_warn_mb,
         job_executor_type=(
             JobExecutorType.THREAD
-            if settings.worker_job_executor == "thread"
+            if settings.worker.job_executor == "thread"
             else JobExecutorType.PROCESS
         ),
         setup_fnc=prewarm,
@@ -275,7 +275,7 @@ def build_server(settings: Settings) -> AgentServer:
     )
     server.rtc_session(
         entrypoint,
-        agent_name=settings.worker_agent_name,
+        agent_name=settings.worker.agent_name,
         on_request=on_request,
         on_session_end=on_session_end,
     )

@@ -91,14 +91,14 @@ class TextChat:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._url = settings.openai_base_url.rstrip("/") + "/chat/completions"
-        self._delays = [_backoff(attempt) for attempt in range(settings.openai_max_retries)]
+        self._url = settings.openai.base_url.rstrip("/") + "/chat/completions"
+        self._delays = [_backoff(attempt) for attempt in range(settings.openai.max_retries)]
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=5.0, sock_read=settings.openai_timeout_seconds
+                total=None, sock_connect=5.0, sock_read=settings.openai.timeout_seconds
             ),
             headers={
-                "Authorization": f"Bearer {settings.openai_api_key or 'not-configured'}",
+                "Authorization": f"Bearer {settings.openai.api_key or 'not-configured'}",
                 "User-Agent": "wassla-voice",
             },
         )
@@ -114,7 +114,7 @@ class TextChat:
         messages += [{"role": t.role, "content": t.text} for t in history]
         messages.append({"role": "user", "content": user_text})
         payload = {
-            "model": agent.chat_model or self._settings.openai_chat_model,
+            "model": agent.chat_model or self._settings.openai.chat_model,
             "messages": messages,
             "stream": True,
             "max_tokens": 300 if medium == "voice" else 400,
@@ -175,7 +175,7 @@ class TextChat:
     ) -> str:
         """The whole reply text, within the deadline; ChatFailed when there is none."""
         parts: list[str] = []
-        deadline = deadline_seconds or self._settings.openai_timeout_seconds
+        deadline = deadline_seconds or self._settings.openai.timeout_seconds
         try:
             async with asyncio.timeout(deadline):
                 async for part in self.stream_reply(agent, history, user_text, medium=medium):

@@ -48,11 +48,11 @@ class SipSetup:
 def inbound_trunk(settings: Settings, numbers: list[str]) -> api.SIPInboundTrunkInfo:
     """The trunk we want: our numbers, who may call in, and the call-sid header mapping."""
     return api.SIPInboundTrunkInfo(
-        name=settings.livekit_sip_trunk_name,
+        name=settings.livekit.sip_trunk_name,
         numbers=numbers,
-        allowed_addresses=settings.livekit_sip_allowed_addresses,
-        auth_username=settings.livekit_sip_auth_username or "",
-        auth_password=settings.livekit_sip_auth_password or "",
+        allowed_addresses=settings.livekit.sip_allowed_addresses,
+        auth_username=settings.livekit.sip_auth_username or "",
+        auth_password=settings.livekit.sip_auth_password or "",
         headers_to_attributes={CALL_SID_HEADER: CALL_SID_ATTRIBUTE},
     )
 
@@ -60,15 +60,15 @@ def inbound_trunk(settings: Settings, numbers: list[str]) -> api.SIPInboundTrunk
 def dispatch_rule(settings: Settings, trunk_id: str) -> api.SIPDispatchRuleInfo:
     """The rule we want: each caller alone in a fresh room, with our worker's agent."""
     return api.SIPDispatchRuleInfo(
-        name=settings.livekit_sip_dispatch_rule_name,
+        name=settings.livekit.sip_dispatch_rule_name,
         trunk_ids=[trunk_id],
         rule=api.SIPDispatchRule(
             dispatch_rule_individual=api.SIPDispatchRuleIndividual(
-                room_prefix=settings.livekit_sip_room_prefix
+                room_prefix=settings.livekit.sip_room_prefix
             )
         ),
         room_config=api.RoomConfiguration(
-            agents=[api.RoomAgentDispatch(agent_name=settings.worker_agent_name)]
+            agents=[api.RoomAgentDispatch(agent_name=settings.worker.agent_name)]
         ),
     )
 
@@ -111,17 +111,17 @@ async def _upsert_rule(
 
 async def sync_inbound_sip(settings: Settings, numbers: list[str]) -> SipSetup:
     """Create or update the inbound trunk for `numbers` and its dispatch rule."""
-    settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+    settings.require("livekit.url", "livekit.api_key", "livekit.api_secret")
     if not numbers:
         # A trunk without numbers would take calls to any number: refuse rather than open up.
         raise InvalidInput("no voice number is connected; connect a voice channel first")
-    if not settings.livekit_sip_allowed_addresses and not settings.livekit_sip_auth_username:
+    if not settings.livekit.sip_allowed_addresses and not settings.livekit.sip_auth_username:
         logger.warning("livekit_sip.open_trunk", extra={"reason": "no addresses and no auth"})
-    assert settings.livekit_url is not None
+    assert settings.livekit.url is not None
     lk = api.LiveKitAPI(
-        url=settings.livekit_url,
-        api_key=settings.livekit_api_key,
-        api_secret=settings.livekit_api_secret,
+        url=settings.livekit.url,
+        api_key=settings.livekit.api_key,
+        api_secret=settings.livekit.api_secret,
     )
     try:
         trunk, trunk_created = await _upsert_trunk(lk, inbound_trunk(settings, numbers))

@@ -163,16 +163,16 @@ class S3RecordingStore:
 
 def build_store(settings: Settings) -> RecordingStore:
     """The store the settings choose."""
-    if settings.recordings_backend == "s3":
-        settings.require("s3_access_key_id", "s3_secret_access_key")
+    if settings.recordings.backend == "s3":
+        settings.require("s3.access_key_id", "s3.secret_access_key")
         return S3RecordingStore(
-            bucket=settings.recordings_bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key,
+            bucket=settings.recordings.bucket,
+            endpoint_url=settings.s3.endpoint_url,
+            region=settings.s3.region,
+            access_key_id=settings.s3.access_key_id,
+            secret_access_key=settings.s3.secret_access_key,
         )
-    secret = settings.jwt_secret or settings.twilio_auth_token or "wassla-dev-recordings"
+    secret = settings.jwt_secret or settings.twilio.auth_token or "wassla-dev-recordings"
     return LocalRecordingStore(
         settings.data_dir / "recordings",
         signing_secret=secret,

@@ -54,18 +54,18 @@ class SentMessage:
 
 class TwilioRest:
     def __init__(self, settings: Settings, *, attempts: int = 3, backoff: float = 0.5) -> None:
-        settings.require("twilio_account_sid", "twilio_auth_token")
-        assert settings.twilio_account_sid and settings.twilio_auth_token
-        self.account_sid = settings.twilio_account_sid
-        self.base_url = settings.twilio_api_base_url
+        settings.require("twilio.account_sid", "twilio.auth_token")
+        assert settings.twilio.account_sid and settings.twilio.auth_token
+        self.account_sid = settings.twilio.account_sid
+        self.base_url = settings.twilio.api_base_url
         self._delays = [backoff * 2**attempt for attempt in range(attempts - 1)]
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=5.0, sock_read=settings.twilio_timeout_seconds
+                total=None, sock_connect=5.0, sock_read=settings.twilio.timeout_seconds
             ),
             headers={
                 "Authorization": aiohttp.encode_basic_auth(
-                    settings.twilio_account_sid, settings.twilio_auth_token
+                    settings.twilio.account_sid, settings.twilio.auth_token
                 ),
                 "User-Agent": "wassla-voice",
             },

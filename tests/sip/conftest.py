@@ -90,13 +90,13 @@ def livekit_env(server: LiveKitServer) -> dict[str, str]:
 @pytest.fixture
 def sip_settings(settings: Settings, sip_livekit: LiveKitServer) -> Settings:
     """Test settings pointed at the SIP-enabled LiveKit server (as `livekit_env` does)."""
-    return settings.model_copy(
-        update={
-            "livekit_url": sip_livekit.url,
-            "livekit_api_key": sip_livekit.api_key,
-            "livekit_api_secret": sip_livekit.api_secret,
-            "livekit_sip_allowed_addresses": [ALLOWED_ADDRESSES],
-            "worker_agent_name": AGENT_NAME,
+    return settings.changed(
+        {
+            "livekit.url": sip_livekit.url,
+            "livekit.api_key": sip_livekit.api_key,
+            "livekit.api_secret": sip_livekit.api_secret,
+            "livekit.sip_allowed_addresses": [ALLOWED_ADDRESSES],
+            "worker.agent_name": AGENT_NAME,
         }
     )
 

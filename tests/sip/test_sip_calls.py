@@ -220,8 +220,8 @@ async def test_twilio_call_bridged_by_dial_sip_reaches_the_worker_with_its_call_
     phone: Caller,
 ) -> None:
     ws = await voice_line(pool, sip_settings)
-    gateway_settings = sip_settings.model_copy(
-        update={"livekit_sip_uri": f"sip:127.0.0.1:{sip_bridge.sip_port};transport=udp"}
+    gateway_settings = sip_settings.changed(
+        {"livekit.sip_uri": f"sip:127.0.0.1:{sip_bridge.sip_port};transport=udp"}
     )
     call_sid = "CA" + uuid.uuid4().hex
     lk = api.LiveKitAPI(sip_livekit.url, sip_livekit.api_key, sip_livekit.api_secret)
@@ -237,7 +237,7 @@ async def test_twilio_call_bridged_by_dial_sip_reaches_the_worker_with_its_call_
         try:
             # Every header the gateway adds is one the trunk maps to a participant attribute.
             trunks = await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
-            trunk = next(t for t in trunks.items if t.name == sip_settings.livekit_sip_trunk_name)
+            trunk = next(t for t in trunks.items if t.name == sip_settings.livekit.sip_trunk_name)
             assert {h: trunk.headers_to_attributes[h] for h in headers} == {
                 "X-Wassla-Call-Sid": "wassla.call_sid"
             }

@@ -33,7 +33,7 @@ from tests.support.sms import (
 
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
-    return base_settings.model_copy(update={"sms_replies": "worker"})
+    return base_settings.changed({"sms.replies": "worker"})
 
 
 @asynccontextmanager
@@ -164,7 +164,7 @@ async def test_health_check_answers_while_the_worker_listens_and_its_database_an
 ) -> None:
     port = free_port()
     async with (
-        reply_workers(settings.model_copy(update={"sms_worker_health_port": port})) as [worker],
+        reply_workers(settings.changed({"sms.worker_health_port": port})) as [worker],
         httpx.AsyncClient() as http,
     ):
         assert worker.listening

@@ -537,7 +537,7 @@ async def test_without_a_jwt_secret_the_api_answers_503_naming_the_setting(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     workspace = await member_workspace(pool)
-    async with running_gateway(settings.model_copy(update={"jwt_secret": None})) as (_, client):
+    async with running_gateway(settings.changed({"jwt_secret": None})) as (_, client):
         response = await client.get(url(workspace.id), headers=auth())
     assert response.status_code == 503
     assert "WASSLA_JWT_SECRET" in response.json()["detail"]
@@ -603,7 +603,7 @@ async def test_configure_twilio_without_a_twilio_account_gets_503_naming_the_set
     async with pool.acquire() as conn:
         sms = await factories.channel(conn, workspace.id, number=NUMBER)
     twilio_standin.numbers[NUMBER] = "PN" + "c" * 32
-    no_sid = settings.model_copy(update={"twilio_account_sid": None})
+    no_sid = settings.changed({"twilio.account_sid": None})
     async with running_gateway(no_sid) as (_, client):
         response = await client.post(
             url(workspace.id, f"/{sms.id}/configure-twilio"), headers=auth()

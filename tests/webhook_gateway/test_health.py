@@ -22,9 +22,7 @@ async def test_gateway_refuses_to_start_on_unmigrated_database(
     await admin.execute("drop database if exists gw_unmigrated")
     await admin.execute("create database gw_unmigrated")
     await admin.close()
-    unmigrated = settings.model_copy(
-        update={"database_url": pg_dsn.replace("/postgres?", "/gw_unmigrated?")}
-    )
+    unmigrated = settings.changed({"database_url": pg_dsn.replace("/postgres?", "/gw_unmigrated?")})
     app = create_app(unmigrated)
     with pytest.raises(SchemaNotCurrent, match="wassla migrate"):
         async with app.router.lifespan_context(app):

@@ -529,7 +529,7 @@ async def test_unreachable_twilio_is_retried_because_nothing_was_sent(
     settings: Settings, setup: SmsSetup, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
 ) -> None:
     # Connection refused: the request never left, so trying again cannot text twice.
-    nowhere = settings.model_copy(update={"twilio_api_base_url": f"http://127.0.0.1:{free_port()}"})
+    nowhere = settings.changed({"twilio.api_base_url": f"http://127.0.0.1:{free_port()}"})
     async with running_gateway(nowhere) as (app, c):
         app.state.gateway.sms_replier.retry_delays = (0.01, 0.01)
         assert (await send_sms(c, "hello")).text == EMPTY_RESPONSE

@@ -44,8 +44,8 @@ async def echo(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_twilios_published_vector_is_accepted(settings: Settings) -> None:
-    settings = settings.model_copy(
-        update={"twilio_auth_token": "12345", "public_base_url": "https://mycompany.com"}
+    settings = settings.changed(
+        {"twilio.auth_token": "12345", "public_base_url": "https://mycompany.com"}
     )
     transport = httpx.ASGITransport(app=echo_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://internal:8080") as c:
@@ -188,7 +188,7 @@ async def test_malformed_form_gets_400(echo: httpx.AsyncClient, content: bytes) 
 
 
 async def test_missing_auth_token_refuses_every_webhook_with_503(settings: Settings) -> None:
-    unset = settings.model_copy(update={"twilio_auth_token": None})
+    unset = settings.changed({"twilio.auth_token": None})
     transport = httpx.ASGITransport(app=echo_app(unset))
     async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as c:
         response = await c.post("/twilio-sms", data={"MessageSid": "SM1"})

@@ -34,16 +34,16 @@ BUCKET = "call-recordings-test"
 @pytest.fixture
 async def settings(base_settings: Settings, s3_endpoint: str) -> Settings:
     """Test settings with recordings in moto's S3 and short voice deadlines."""
-    configured = base_settings.model_copy(
-        update={
-            "recordings_backend": "s3",
-            "recordings_bucket": BUCKET,
-            "s3_endpoint_url": s3_endpoint,
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": "testing",
-            "voice_turn_deadline_seconds": 1.0,
-            "voice_collect_wait_seconds": 3.0,
-            "voice_recording_retry_seconds": 0.01,
+    configured = base_settings.changed(
+        {
+            "recordings.backend": "s3",
+            "recordings.bucket": BUCKET,
+            "s3.endpoint_url": s3_endpoint,
+            "s3.access_key_id": "testing",
+            "s3.secret_access_key": "testing",
+            "voice.turn_deadline_seconds": 1.0,
+            "voice.collect_wait_seconds": 3.0,
+            "voice.recording_retry_seconds": 0.01,
         }
     )
     await bucket_store(configured).ensure_bucket()
@@ -52,11 +52,11 @@ async def settings(base_settings: Settings, s3_endpoint: str) -> Settings:
 
 def bucket_store(settings: Settings) -> S3RecordingStore:
     return S3RecordingStore(
-        bucket=settings.recordings_bucket,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=settings.s3_secret_access_key,
+        bucket=settings.recordings.bucket,
+        endpoint_url=settings.s3.endpoint_url,
+        region=settings.s3.region,
+        access_key_id=settings.s3.access_key_id,
+        secret_access_key=settings.s3.secret_access_key,
     )
 
 

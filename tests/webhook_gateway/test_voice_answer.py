@@ -28,7 +28,7 @@ SIP_URI = "sip:wassla-test.sip.livekit.example;transport=tcp"
 
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
-    return base_settings.model_copy(update={"voice_turn_deadline_seconds": 2.0})
+    return base_settings.changed({"voice.turn_deadline_seconds": 2.0})
 
 
 async def _setup(
@@ -152,7 +152,7 @@ async def test_arabic_agent_gets_arabic_gather_and_a_gulf_arabic_voice(
 class TestLiveKitHandOff:
     @pytest.fixture
     def settings(self, base_settings: Settings) -> Settings:
-        return base_settings.model_copy(update={"livekit_sip_uri": SIP_URI})
+        return base_settings.changed({"livekit.sip_uri": SIP_URI})
 
     async def test_call_is_dialled_into_livekit_sip_with_number_and_call_sid(
         self, client: httpx.AsyncClient, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
@@ -184,8 +184,8 @@ class TestLiveKitHandOff:
     async def test_sip_leg_answers_the_trunks_digest_challenge_when_credentials_are_set(
         self, settings: Settings, pool: asyncpg.Pool, openai_standin: OpenAIStandIn
     ) -> None:
-        with_auth = settings.model_copy(
-            update={"livekit_sip_auth_username": "twilio", "livekit_sip_auth_password": "s3cret"}
+        with_auth = settings.changed(
+            {"livekit.sip_auth_username": "twilio", "livekit.sip_auth_password": "s3cret"}
         )
         async with running_gateway(with_auth) as (_, c):
             await _setup(pool)

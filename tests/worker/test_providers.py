@@ -28,14 +28,16 @@ def test_barge_in_pauses_at_the_vads_start_of_speech_and_resumes_without_words()
 
 
 def test_interruption_thresholds_are_settings() -> None:
-    settings = Settings(worker_interruption_min_duration=0.3, worker_interruption_min_words=2)
+    settings = Settings(worker={"interruption_min_duration": 0.3, "interruption_min_words": 2})
     interruption = providers.turn_handling(settings)["interruption"]
     assert (interruption["min_duration"], interruption["min_words"]) == (0.3, 2)
 
 
 def test_vad_starts_speech_after_one_window_and_its_thresholds_are_settings() -> None:
     assert providers.vad_options(Settings())["min_speech_duration"] == 0.032  # one 32 ms window
-    options = providers.vad_options(Settings(worker_vad_min_speech=0.1, worker_vad_min_silence=0.4))
+    options = providers.vad_options(
+        Settings(worker={"vad_min_speech": 0.1, "vad_min_silence": 0.4})
+    )
     assert options == {"min_speech_duration": 0.1, "min_silence_duration": 0.4}
 
 
@@ -59,16 +61,16 @@ def test_caller_audio_is_taken_at_the_vads_rate_without_gain_control() -> None:
     options = providers.audio_input(Settings())
     assert (options.sample_rate, options.auto_gain_control) == (16000, False)
     tuned = providers.audio_input(
-        Settings(worker_input_sample_rate=24000, worker_auto_gain_control=True)
+        Settings(worker={"input_sample_rate": 24000, "auto_gain_control": True})
     )
     assert (tuned.sample_rate, tuned.auto_gain_control) == (24000, True)
 
 
 def test_an_audio_rate_no_codec_takes_is_refused_at_start_up() -> None:
     with pytest.raises(ValidationError, match="8000, 16000, 24000 or 48000"):
-        Settings(worker_input_sample_rate=22050)
+        Settings(worker={"input_sample_rate": 22050})
     with pytest.raises(ValidationError, match="8000, 16000, 24000 or 48000"):
-        Settings(worker_recording_sample_rate=44100)
+        Settings(worker={"recording_sample_rate": 44100})
 
 
 @pytest.mark.parametrize("rate", [16000, 48000])

@@ -127,7 +127,7 @@ async def test_sip_call_is_greeted_answered_transcribed_live_recorded_and_charge
     assert recording["content_type"] == "audio/ogg"
     assert data[:4] == b"OggS" and len(data) == recording["size_bytes"] > 1000
     # Recorded at the phone-audio rate from settings, not the framework's fixed 48 kHz.
-    assert opus_input_rate(data) == Settings().worker_recording_sample_rate == 16000
+    assert opus_input_rate(data) == Settings().worker.recording_sample_rate == 16000
     count = await pool.fetchval("select count(*) from recordings where call_id = $1", call.id)
     assert count == 1
 
