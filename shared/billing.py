@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from uuid import UUID
 
-from shared import workspaces
+from shared import metrics, workspaces
 from shared.errors import InvalidInput
 from shared.models import ChargeKind, Plan
 from shared.pg import Connection
@@ -92,7 +92,9 @@ async def record_charge(
             workspace_id,
             row["amount_minor"],
         )
-        return ChargeResult(row["id"], True, row["quantity"], row["amount_minor"])
+    # Counted once our transaction is done (a caller's own around it could still roll back).
+    metrics.CHARGES.labels(kind.value).inc()
+    return ChargeResult(row["id"], True, row["quantity"], row["amount_minor"])
 
 
 async def list_charges(conn: Connection, workspace_id: UUID) -> list[dict[str, object]]:

@@ -83,7 +83,8 @@ class ProviderError(WasslaError):
 
 
 class ProviderStatusError(ProviderError):
-    """`body` is an excerpt of the answer; `retry_after` the wait the provider asked for."""
+    """`body` is an excerpt of the answer; `retry_after` the wait the provider asked for;
+    `code` the provider's own error code when the answer names one (Twilio's 21610)."""
 
     def __init__(
         self,
@@ -93,11 +94,13 @@ class ProviderStatusError(ProviderError):
         retryable: bool,
         body: str = "",
         retry_after: float | None = None,
+        code: int | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable)
         self.status = status
         self.body = body[:200]
         self.retry_after = retry_after
+        self.code = code
 
 
 class ProviderConnectionError(ProviderError):

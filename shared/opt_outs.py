@@ -16,6 +16,10 @@ OPT_OUT_KEYWORDS = frozenset(
 )
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+# Twilio's refusal to text a contact who is opted out at Twilio (REST error 21610); such an
+# opt-out is recorded with this in place of the keyword we never saw.
+UNSUBSCRIBED_ERROR = 21610
+UNSUBSCRIBED_KEYWORD = "twilio:21610"
 # "Yes" is also an ordinary answer to the agent's question: it only re-subscribes a contact
 # who is opted out.
 _CONDITIONAL_OPT_IN = frozenset({"YES"})

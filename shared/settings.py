@@ -51,8 +51,15 @@ class SmsSettings(BaseModel):
     # ("inline"), or by separate `python -m sms_sender` processes ("worker"),
     # so acknowledgements never share an event loop with the model client.
     replies: Literal["inline", "worker"] = "inline"
-    # `python -m sms_sender` answers `GET /` here (Fly's check); None: off.
+    # `python -m sms_sender` answers `GET /` here (Fly's check) and `GET /metrics`
+    # (Prometheus); None: off.
     worker_health_port: int | None = None
+    # A process working on a reply holds its claim for lease_seconds and renews every
+    # claim it holds each lease_seconds / 3 while it works; a dead process's replies are
+    # taken over (pending) or marked unknown (sending: never re-sent) once that lapses.
+    lease_seconds: float = Field(5.0, gt=0)
+    # How often a process looks for lapsed leases (and stuck or too-old replies).
+    sweep_interval_seconds: float = Field(2.0, gt=0)
 
 
 class OpenAISettings(BaseModel):
@@ -103,6 +110,8 @@ class WorkerSettings(BaseModel):
     agent_name: str = "wassla-voice"
     drain_timeout_seconds: int = 285
     health_port: int = 8081
+    # Prometheus `GET /metrics` of the worker and all its job processes; None: off.
+    metrics_port: int | None = None
     # Barge-in (VAD-based, offline) and endpointing thresholds.
     # Caller speech that pauses the agent: 0.05 s past the VAD's start of speech, so
     # barge-in feels immediate (figures: bench/README.md). A pause with no words by
@@ -215,11 +224,17 @@ class Settings(BaseSettings):
     # The HTTP gateway
     host: str = "0.0.0.0"
     port: int = 8080
+    # The gateway's Prometheus `GET /metrics`, on a port of its own: the public service
+    # (PORT) never answers it; Fly scrapes this one over the private network. None: off.
+    metrics_port: int | None = None
     public_base_url: str = "http://127.0.0.1:8080"
     # Channels API user tokens (Supabase-style HS256)
     jwt_secret: str | None = Field(None, validation_alias="WASSLA_JWT_SECRET")
     # Earlier messages a text-chat turn (SMS, TwiML loop) gives the model: one window for both.
     chat_history_messages: int = Field(20, ge=1, le=200)
+    # Log lines (shared/logs.py): "auto" is plain text in a development terminal, else JSON.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     db: DbSettings = DbSettings()
     twilio: TwilioSettings = TwilioSettings()
@@ -232,6 +247,13 @@ class Settings(BaseSettings):
     voice: VoiceLoopSettings = VoiceLoopSettings()
 
     _no_trailing_slash = field_validator("public_base_url")(_strip_trailing_slash)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("auto", "json", "text") else value.upper()
 
     def value(self, path: str) -> object:
         """A setting by its dotted path (`"twilio.auth_token"`)."""

@@ -376,7 +376,11 @@ class DeliveryStatus:
     status: str
     num_segments: int | None = None
     error_code: str | None = None
-    reply_id: int | None = None  # from our status callback URL
+    reply_id: int | None = None  # from our status callback URL, its signature checked
+    # The callback's addresses, when it gave them: a reply is only resolved by a callback
+    # between the same two numbers (our number is From, the contact To).
+    from_number: str | None = None
+    to_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,12 +390,23 @@ class Delivery:
     charge: ChargeResult | None = None
 
 
+def _same_route(reply: sms_outbox.OutboxReply, update: DeliveryStatus) -> bool:
+    """Whether a callback is between the reply's two numbers, as far as it says."""
+    same_from = update.from_number in (None, reply.from_number)
+    return same_from and update.to_number in (None, reply.to_number)
+
+
 async def record_delivery(conn: Connection, update: DeliveryStatus) -> Delivery:
     """Record a sent message's status; charge its segments once when the carrier took it."""
     resolved = False
     if update.reply_id is not None:
         reply = await sms_outbox.get(conn, update.reply_id)
-        if reply is not None and reply.message_sid is None:
+        if reply is not None and not _same_route(reply, update):
+            logger.warning(
+                "sms.status_reply_route_mismatch",
+                extra={"reply_id": reply.id, "message_sid": update.message_sid},
+            )
+        elif reply is not None and reply.message_sid is None:
             # The send's answer was lost (crash or timeout): Twilio says it did go out.
             resolved = await sms_outbox.record_sent(
                 conn,

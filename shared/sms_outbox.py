@@ -9,13 +9,15 @@ so it becomes `unknown` and is never sent again. The status callback URL names t
 `sent` with the MessageSid, stores the outbound message and charges it. A duplicate text to
 a customer and a double charge are worse than a rare lost reply, which is logged.
 
-Claims: whoever works on a pending row holds a claim (a uuid) with a lease. Only the holder
-of the current claim can move the row to `sending`; a sweeper takes over a row whose lease
-expired (its worker died), and the old worker's claim is then dead.
+Claims: whoever works on a pending row holds a claim (a uuid) with a short lease, which it
+renews while it works (`renew`). Only the holder of the current claim can move the row to
+`sending`; a sweeper takes over a pending row whose lease expired (its worker died), and the
+old worker's claim is then dead. A `sending` row whose lease expired becomes `unknown`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -85,6 +87,25 @@ async def claim_due(conn: Connection, *, lease_seconds: float, limit: int = 50) 
         limit,
     )
     return [Claim(r["id"], r["claim"]) for r in rows]
+
+
+async def renew(conn: Connection, claims: Sequence[Claim], *, lease_seconds: float) -> int:
+    """Extend the leases of the claims a live process still holds, in one statement; the
+    number of rows still held (a claim taken over or a finished row is left alone)."""
+    if not claims:
+        return 0
+    done = await conn.execute(
+        """
+        update sms_replies r
+        set lease_until = greatest(r.lease_until, now() + make_interval(secs => $3::float8))
+        from unnest($1::bigint[], $2::uuid[]) as held (id, claim)
+        where r.id = held.id and r.claim = held.claim and r.status in ('pending', 'sending')
+        """,
+        [c.reply_id for c in claims],
+        [c.claim for c in claims],
+        lease_seconds,
+    )
+    return int(done.rsplit(" ", 1)[1])
 
 
 async def release(conn: Connection, claim: Claim) -> None:
@@ -157,13 +178,15 @@ async def mark_unknown(conn: Connection, reply_id: int, *, error: str) -> None:
 
 
 async def expire_stale_sending(conn: Connection, *, older_than_seconds: float) -> list[int]:
-    """Rows left `sending` by a process that died mid-call become `unknown`."""
+    """Rows left `sending` by a process that died mid-call become `unknown`: its lease
+    lapsed (the live sender renews it during the call), or the call began too long ago."""
     rows = await conn.fetch(
         """
         update sms_replies set status = 'unknown', updated_at = now(),
                error = 'process stopped during the send; outcome unknown, not re-sent'
         where status = 'sending'
-          and sending_at < now() - make_interval(secs => $1::float8)
+          and (lease_until is null or lease_until < now()
+               or sending_at < now() - make_interval(secs => $1::float8))
         returning id
         """,
         older_than_seconds,

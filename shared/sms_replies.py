@@ -2,20 +2,23 @@
 
 One task per reply: history -> text-chat pipeline -> (still allowed?) -> `sending` ->
 Twilio REST -> `sent`. A sweeper resumes what a stopped process left: at start-up and then
-periodically it takes over pending rows whose lease expired and marks rows stuck in
-`sending` as `unknown` (see shared/sms_outbox.py for why those are never re-sent).
+periodically (settings.sms.sweep_interval_seconds) it takes over pending rows whose lease
+expired and marks rows stuck in `sending` as `unknown` (see shared/sms_outbox.py for why
+those are never re-sent). Leases are short; a heartbeat renews those this process holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from typing import Any
 
 import regex
 
-from shared import admission, agents, conversations, sms_outbox, text_chat
+from shared import admission, agents, conversations, metrics, opt_outs, sms_outbox, text_chat
 from shared.errors import (
     NotFound,
     ProviderConnectionError,
@@ -29,6 +32,7 @@ from shared.providers.twilio_rest import SentMessage
 from shared.services import Services
 from shared.sms_outbox import Claim, OutboxReply
 from shared.text_chat import Prompt
+from shared.text_safety import xml_safe
 
 logger = logging.getLogger("webhook_gateway.sms")
 
@@ -57,8 +61,24 @@ def fit_body(text: str, limit: int = MAX_BODY_CHARS) -> str:
     return "".join(kept).rstrip() + "…"
 
 
-def status_callback_url(public_base_url: str, reply_id: int) -> str:
-    return f"{public_base_url}{STATUS_PATH}?reply={reply_id}"
+def reply_signature(auth_token: str, reply_id: str) -> str:
+    """What proves a status callback is for `reply_id`: an HMAC only we (and Twilio, who
+    only ever echoes the URL) hold. Twilio's own signature does not: text can move between
+    the signed URL and the first field's name (`?reply=10` becomes `?reply=1` + `0AccountSid`)."""
+    key = hmac.new(auth_token.encode(), b"wassla sms status callback", hashlib.sha256).digest()
+    return hmac.new(key, reply_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def reply_signature_valid(auth_token: str, reply_id: str, signature: str) -> bool:
+    # As bytes: compare_digest raises on a str with non-ASCII characters.
+    return hmac.compare_digest(reply_signature(auth_token, reply_id).encode(), signature.encode())
+
+
+def status_callback_url(public_base_url: str, reply_id: int, auth_token: str) -> str:
+    """Where Twilio reports a reply's delivery; the signature comes last, so no text can be
+    moved off the end of the URL without breaking it."""
+    sig = reply_signature(auth_token, str(reply_id))
+    return f"{public_base_url}{STATUS_PATH}?reply={reply_id}&sig={sig}"
 
 
 class SmsReplier:
@@ -68,19 +88,28 @@ class SmsReplier:
         self,
         services: Services,
         *,
-        sweep_interval_seconds: float = 30.0,
+        sweep_interval_seconds: float | None = None,
         retry_delays: tuple[float, ...] = (1.0, 4.0),
         max_reply_age_seconds: float = 3600.0,
         max_concurrent_replies: int = 16,
     ) -> None:
         self.services = services
         settings = services.settings
-        # A worker holds a pending row at most this long: the model's deadline plus the
-        # REST call, with room to spare; then the sweeper may take it over.
-        self.lease_seconds = settings.openai.timeout_seconds + settings.twilio.timeout_seconds + 30
-        # A row still `sending` this long after the call began lost its process.
+        # A claim lapses this long after its holder last renewed it (the heartbeat renews
+        # every claim this process holds each lease / 3): a dead process's replies are taken
+        # over within seconds, while a live one keeps them however long the model takes.
+        self.lease_seconds = settings.sms.lease_seconds
+        # A row still `sending` this long after the call began lost its process (even if
+        # something still renews its lease).
         self.stale_sending_seconds = settings.twilio.timeout_seconds + 30
-        self.sweep_interval_seconds = sweep_interval_seconds
+        self.sweep_interval_seconds = (
+            settings.sms.sweep_interval_seconds
+            if sweep_interval_seconds is None
+            else sweep_interval_seconds
+        )
+        self._held: set[Claim] = set()  # claims of the replies this process works on
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._none_held = asyncio.Event()
         self.retry_delays = retry_delays
         self.max_reply_age_seconds = max_reply_age_seconds
         self._sweeper: asyncio.Task[None] | None = None
@@ -102,6 +131,7 @@ class SmsReplier:
             await self.sweep_once()
         except UNAVAILABLE_ERRORS as exc:
             logger.warning("sms.sweep_failed", extra={"error": repr(exc)})
+            metrics.DATABASE_UNAVAILABLE.labels("sms_replies").inc()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="sms-outbox-sweeper")
 
     async def stop(self) -> None:
@@ -140,6 +170,7 @@ class SmsReplier:
                         await self.resume_due()
                     except UNAVAILABLE_ERRORS as exc:
                         logger.warning("sms.sweep_failed", extra={"error": repr(exc)})
+                        metrics.DATABASE_UNAVAILABLE.labels("sms_replies").inc()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), poll_seconds)
             finally:
@@ -167,10 +198,12 @@ class SmsReplier:
                 conn, older_than_seconds=self.stale_sending_seconds
             ):
                 logger.error("sms.reply_outcome_unknown", extra={"reply_id": reply_id})
+                _count("unknown", "process_lost")
             for reply_id in await sms_outbox.skip_expired(
                 conn, older_than_seconds=self.max_reply_age_seconds
             ):
                 logger.warning("sms.reply_too_old", extra={"reply_id": reply_id})
+                _count("skipped", "too_old")
 
     async def resume_due(self) -> int:
         """Claim as many due pending replies as there are free slots, and start them."""
@@ -186,7 +219,28 @@ class SmsReplier:
 
     def schedule(self, claim: Claim) -> asyncio.Task[Any]:
         self._in_flight += 1
+        self._held.add(claim)
+        self._none_held.clear()
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = self.services.spawn(self._renew_leases(), name="sms-lease-heartbeat")
         return self.services.spawn(self.process(claim), name=f"sms-reply-{claim.reply_id}")
+
+    async def _renew_leases(self) -> None:
+        """While this process holds claims: renew all their leases every lease / 3, in one
+        statement. Ends when it holds none (the next `schedule` starts it again)."""
+        while self._held:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_held.wait(), self.lease_seconds / 3)
+            if not self._held:
+                return
+            try:
+                async with self.services.pool.acquire() as conn:
+                    await sms_outbox.renew(conn, list(self._held), lease_seconds=self.lease_seconds)
+            except UNAVAILABLE_ERRORS as exc:
+                logger.warning("sms.lease_renewal_failed", extra={"error": repr(exc)})
+                metrics.DATABASE_UNAVAILABLE.labels("sms_replies").inc()
+            except Exception:
+                logger.exception("sms.lease_renewal_failed")
 
     # --- one reply -------------------------------------------------------------------------
 
@@ -203,6 +257,9 @@ class SmsReplier:
             raise
         finally:
             self._in_flight -= 1
+            self._held.discard(claim)
+            if not self._held:
+                self._none_held.set()  # the heartbeat ends now, not a beat later
             self._wake.set()  # a slot is free: a worker claims the next reply
 
     async def _process(self, claim: Claim) -> None:
@@ -214,6 +271,7 @@ class SmsReplier:
             if reply.body is None and prompt is None:
                 await sms_outbox.finish(conn, claim, status="failed", error="no active agent")
                 logger.warning("sms.reply_no_agent", extra=_log(reply))
+                _count("failed", "no_agent")
                 return
         body = reply.body
         if prompt is not None:
@@ -226,6 +284,7 @@ class SmsReplier:
                 async with self.services.pool.acquire() as conn:
                     await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
                 logger.warning("sms.reply_model_failed", extra={**_log(reply), "error": str(exc)})
+                _count("failed", "model")
                 return
             body = fit_body(text)
         assert body is not None
@@ -246,12 +305,17 @@ class SmsReplier:
         return await text_chat.prompt_for(conn, agent, inbound, window=window)
 
     async def _send(self, reply: OutboxReply, claim: Claim, body: str) -> None:
+        body = xml_safe(body)  # control characters are noise on a phone, NUL breaks the row
         twilio = self.services.twilio
         if twilio is None:
             async with self.services.pool.acquire() as conn:
                 await sms_outbox.finish(conn, claim, status="failed", error="Twilio not set up")
+            _count("failed", "twilio_not_set_up")
             return
-        callback = status_callback_url(self.services.settings.public_base_url, reply.id)
+        settings = self.services.settings
+        callback = status_callback_url(
+            settings.public_base_url, reply.id, settings.twilio.auth_token or ""
+        )
 
         async def send_once() -> SentMessage | None:
             """One attempt, unless the reply may no longer go (None)."""
@@ -260,6 +324,7 @@ class SmsReplier:
                 if blocked is not None:
                     await sms_outbox.finish(conn, claim, status="skipped", error=blocked.value)
                     logger.info("sms.reply_skipped", extra={**_log(reply), "reason": blocked})
+                    _count("skipped", blocked.value)
                     return None
                 if not await sms_outbox.begin_send(conn, claim, body):
                     return None  # another process took the row over: it sends, not us
@@ -292,6 +357,7 @@ class SmsReplier:
                 conn, reply.id, sent.sid, status=sent.status, num_segments=sent.num_segments
             )
         logger.info("sms.reply_sent", extra={**_log(reply), "message_sid": sent.sid})
+        _count("sent")
 
     async def _send_failed(self, reply: OutboxReply, claim: Claim, exc: ProviderError) -> None:
         """Record a send that failed for good, or whose outcome nobody knows."""
@@ -301,9 +367,26 @@ class SmsReplier:
                 # The request may have reached Twilio: sending again could text twice.
                 await sms_outbox.mark_unknown(conn, reply.id, error=str(exc))
                 logger.error("sms.reply_outcome_unknown", extra=extra)
+                _count("unknown", "send_interrupted")
                 return
             await sms_outbox.finish(conn, claim, status="failed", error=str(exc))
             logger.error("sms.reply_send_failed", extra=extra)
+            unsubscribed = (
+                isinstance(exc, ProviderStatusError) and exc.code == opt_outs.UNSUBSCRIBED_ERROR
+            )
+            _count("failed", "unsubscribed" if unsubscribed else "twilio_refused")
+            if isinstance(exc, ProviderStatusError) and exc.code == opt_outs.UNSUBSCRIBED_ERROR:
+                # Twilio holds an opt-out we never saw (a STOP before the number was ours, or
+                # the carrier's): mirror it, so the contact's next texts cost no model call.
+                await opt_outs.set_opted_out(
+                    conn, reply.from_number, reply.to_number, opted_out=True,
+                    keyword=opt_outs.UNSUBSCRIBED_KEYWORD,
+                )  # fmt: skip
+                logger.warning("sms.contact_unsubscribed_at_twilio", extra=_log(reply))
+
+
+def _count(outcome: str, reason: str = "") -> None:
+    metrics.SMS_REPLIES.labels(outcome, reason).inc()
 
 
 def _never_reached(exc: ProviderError) -> bool:

@@ -13,8 +13,10 @@ import signal
 import sys
 from collections.abc import Callable
 
+from shared import metrics
 from shared.db import Pool, database_answers
 from shared.errors import WasslaError
+from shared.logs import configure_logging
 from shared.services import Services
 from shared.settings import Settings
 from shared.sms_replies import SmsReplier
@@ -29,12 +31,17 @@ _HEALTH_TIMEOUT_SECONDS = 2.0
 
 async def serve_health(replier: SmsReplier, pool: Pool, port: int) -> asyncio.Server:
     """`GET /` answers 200 while the worker listens for queued replies and its database
-    answers, else 503: the sms group's Fly check, which a bluegreen deploy waits for."""
+    answers, else 503: the sms group's Fly check, which a bluegreen deploy waits for.
+    `GET /metrics` answers Prometheus (shared/metrics.py)."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS):
-                await reader.readuntil(b"\r\n\r\n")  # the request line and headers
+                head = await reader.readuntil(b"\r\n\r\n")  # the request line and headers
+            if metrics.is_metrics_request(head):
+                writer.write(metrics.respond(head))
+                await writer.drain()
+                return
             ok = replier.listening and await database_answers(pool)
             status, body = (b"200 OK", b"ok\n") if ok else (b"503 Service Unavailable", b"no\n")
             writer.write(
@@ -47,7 +54,8 @@ async def serve_health(replier: SmsReplier, pool: Pool, port: int) -> asyncio.Se
         finally:
             writer.close()
 
-    return await asyncio.start_server(answer, "0.0.0.0", port, limit=8192)  # noqa: S104
+    # Every interface, IPv6 too: Fly's scrape of /metrics may come over its IPv6 network.
+    return await asyncio.start_server(answer, None, port, limit=8192)
 
 
 async def run(
@@ -85,16 +93,16 @@ async def run(
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         usage = "usage: python -m sms_sender  (gateway with SMS_REPLIES=worker)"
         print(usage)  # noqa: T201
         return 0
     settings = Settings()
+    configure_logging(settings, "sms_sender")
     try:
         settings.check_process("sms_sender")
     except WasslaError as exc:
-        print(f"sms_sender: {exc}", file=sys.stderr)  # noqa: T201
+        logger.error("sms_worker.cannot_start", extra={"error": str(exc)})
         return 2
     asyncio.run(run(settings))
     return 0

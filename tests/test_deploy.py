@@ -78,6 +78,22 @@ def test_sms_group_has_an_http_check_on_its_health_port() -> None:
     assert check["port"] == configured.sms.worker_health_port
 
 
+def test_every_group_declares_its_prometheus_scrape_on_the_port_it_serves() -> None:
+    scrapes = {group: m for m in FLY["metrics"] for group in m["processes"]}
+    assert set(scrapes) == set(FLY["processes"])
+    assert all(m["path"] == "/metrics" for m in FLY["metrics"])
+    configured = Settings(
+        metrics_port=FLY["env"]["METRICS_PORT"],
+        worker={"metrics_port": FLY["env"]["WORKER_METRICS_PORT"]},
+        sms={"worker_health_port": FLY["env"]["SMS_WORKER_HEALTH_PORT"]},
+    )
+    assert scrapes["gateway"]["port"] == configured.metrics_port
+    assert scrapes["worker"]["port"] == configured.worker.metrics_port
+    assert scrapes["sms"]["port"] == configured.sms.worker_health_port  # beside its check
+    # The public service never answers /metrics: it is on a port of its own.
+    assert configured.metrics_port != FLY["http_service"]["internal_port"]
+
+
 def test_drain_timeout_fits_inside_the_kill_timeout() -> None:
     configured = int(FLY["env"]["WORKER_DRAIN_TIMEOUT_SECONDS"])
     assert configured == Settings().worker.drain_timeout_seconds

@@ -8,20 +8,23 @@ import sys
 import uvicorn
 
 from shared.errors import WasslaError
+from shared.logs import configure_logging
 from shared.settings import Settings
 from webhook_gateway.app import create_app
 
+logger = logging.getLogger("webhook_gateway")
+
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print("usage: python -m webhook_gateway  (serves on HOST:PORT; see README settings)")  # noqa: T201
         return 0
     settings = Settings()
+    configure_logging(settings, "gateway")
     try:
         settings.check_process("gateway")
     except WasslaError as exc:
-        print(f"webhook_gateway: {exc}", file=sys.stderr)  # noqa: T201
+        logger.error("gateway.cannot_start", extra={"error": str(exc)})
         return 2
     uvicorn.run(
         create_app(settings),
@@ -29,7 +32,9 @@ def main() -> int:
         port=settings.port,
         proxy_headers=True,
         forwarded_allow_ips="*",
-        log_level="info",
+        # No log config of uvicorn's own: its records go to the root handler, in our format.
+        log_config=None,
+        log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=20,
     )
     return 0

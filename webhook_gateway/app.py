@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared import metrics
 from shared.services import Services
 from shared.settings import Settings
 from webhook_gateway.errors import install_error_handlers
 from webhook_gateway.gateway import Gateway
+from webhook_gateway.metrics import RequestMetrics
 from webhook_gateway.routes import channels, health, recordings, sms, voice
 
 logger = logging.getLogger("webhook_gateway")
@@ -25,7 +27,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway.build(await Services.open(settings))
         app.state.gateway = gateway
+        scrape = None
         try:
+            if settings.metrics_port is not None:
+                scrape = await metrics.serve(settings.metrics_port)
             await gateway.start()
             # Everything loaded so far lives as long as the process: move it out of the
             # cyclic GC's reach, so full collections stay short (long ones paused requests).
@@ -36,14 +41,23 @@ def create_app(settings: Settings) -> FastAPI:
             gc.set_threshold(20_000, 20, 20)
             yield
         finally:
+            if scrape is not None:
+                scrape.close()
             await gateway.aclose()
 
-    app = FastAPI(title="wassla-voice gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # The API description is for development: production serves no schema or docs routes.
+    openapi_url = None if settings.env == "production" else "/openapi.json"
+    app = FastAPI(
+        title="wassla-voice gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=openapi_url,
+    )
     install_error_handlers(app)
     # Routes match in this order: Twilio's webhooks, most of the traffic, come first.
-    app.include_router(sms.router)
-    app.include_router(voice.router)
-    app.include_router(health.router)
-    app.include_router(recordings.router)
-    app.include_router(channels.router)
+    routers = [sms.router, voice.router, health.router, recordings.router, channels.router]
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestMetrics, routes=[r for router in routers for r in router.routes])
     return app

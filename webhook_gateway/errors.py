@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from shared import metrics
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -66,6 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         # Twilio retries a 503; nothing was half-written because every write is one transaction.
+        metrics.DATABASE_UNAVAILABLE.labels("gateway_request").inc()
         logger.warning(
             "gateway.database_unavailable", extra={"path": request.url.path, "error": repr(exc)}
         )

@@ -3,6 +3,8 @@
 The signature is checked with the `twilio` library's RequestValidator against
 PUBLIC_BASE_URL + path + the raw query string: behind Fly's TLS proxy the URL the request
 arrives on is not the one Twilio signed. Repeated form keys are kept (they are signed too).
+Field names must look like Twilio's (twilio_fields.py): the signature alone does not fix
+where one field ends and the next begins.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import functools
 import json
 import logging
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 
+from webhook_gateway import twilio_fields
 from webhook_gateway.deps import SettingsDep
 
 logger = logging.getLogger("webhook_gateway.twilio")
@@ -103,6 +106,14 @@ def signed_url(public_base_url: str, request: Request) -> str:
     return public_base_url + path + (f"?{query}" if query else "")
 
 
+def _body_hash_param(url: str) -> bool:
+    """Whether the URL has a non-empty `bodySHA256` query parameter.
+
+    Exactly the validator's own test (parse_qs drops blank values): any other URL makes it
+    sign the JSON text as if it were a form, and it raises TypeError instead of refusing."""
+    return bool(parse_qs(urlsplit(url).query).get("bodySHA256"))
+
+
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
@@ -135,7 +146,7 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
 
     json_body: Any = None
     if content_type == _JSON:
-        if "bodySHA256=" not in url:
+        if not _body_hash_param(url):
             raise HTTPException(status_code=403, detail="JSON webhooks must carry bodySHA256")
         valid = bool(signature) and validator.validate(url, text, signature, algorithm)
         if valid:
@@ -158,6 +169,7 @@ async def verified_twilio_request(request: Request, settings: SettingsDep) -> Tw
             extra={"path": request.url.path, "has_signature": bool(signature)},
         )
         raise HTTPException(status_code=403, detail="invalid Twilio signature")
+    twilio_fields.check_names(name for name, _ in fields)
     return TwilioRequest(fields, json_body, url)
 
 

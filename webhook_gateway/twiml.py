@@ -6,10 +6,17 @@ from fastapi.responses import Response
 from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 
+from shared.text_safety import xml_safe
+
 
 def twiml(document: TwiML) -> Response:
-    """Render a VoiceResponse/MessagingResponse with the XML prolog Twilio expects."""
-    return Response(content=document.to_xml(xml_declaration=True), media_type="application/xml")
+    """Render a VoiceResponse/MessagingResponse with the XML prolog Twilio expects.
+
+    Every document passes here, so no text in it (a model reply, an agent's greeting) can
+    carry a character XML forbids: ElementTree writes them as they are, and Twilio refuses
+    a document that is not well-formed (error 12100)."""
+    content = xml_safe(document.to_xml(xml_declaration=True))
+    return Response(content=content, media_type="application/xml")
 
 
 _EMPTY = MessagingResponse().to_xml(xml_declaration=True)

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 
+# prometheus-client picks its mode when first imported (by livekit.agents, just below). Calls
+# run in job processes of their own, so every process of the worker writes its metrics to
+# files in one directory, which the main process's scrape adds up (shared/metrics.py); the
+# job processes inherit the variable.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wassla-worker-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
 from livekit.agents import cli
+from livekit.agents.cli import cli as livekit_cli
 
 from shared import db
 from shared.errors import WasslaError
+from shared.logs import configure_logging
 from shared.settings import Settings
 from worker.server import build_server, load_settings
+
+logger = logging.getLogger("worker")
 
 
 def _runs_a_worker(argv: list[str]) -> bool:
@@ -30,17 +45,34 @@ async def _check_schema(settings: Settings) -> None:
     await pool.close()
 
 
+def _log_in_our_format(settings: Settings) -> None:
+    """livekit-agents' CLI sets up its own logging when `start`/`dev` runs the worker (its
+    JSON to stdout, or coloured text): let it (it quiets its noisy loggers and sets its
+    plugins' levels), then put our handler back in place of its one, so the framework's lines,
+    and its job processes' (forwarded to this process), come out like every other process's."""
+    framework_setup = livekit_cli.setup_logging  # type: ignore[attr-defined]
+
+    def setup_logging(log_level: str, devmode: bool, console: bool, compact: bool = False) -> None:
+        framework_setup(log_level, devmode, console, compact)
+        configure_logging(settings, "worker")
+
+    livekit_cli.setup_logging = setup_logging  # type: ignore[attr-defined]
+
+
 def main() -> None:
     # Our VAD is the Silero plugin and turns are VAD-based: never preload the framework's
     # local end-of-turn model (hundreds of MB per worker) that we do not use.
     os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
     settings = load_settings()
+    if sys.argv[1:2] != ["console"]:  # the console mode's terminal UI shows the log itself
+        configure_logging(settings, "worker")
+    _log_in_our_format(settings)
     if _runs_a_worker(sys.argv):
         try:
             settings.check_process("worker")
             asyncio.run(_check_schema(settings))
         except WasslaError as exc:
-            print(f"worker: {exc}", file=sys.stderr)  # noqa: T201
+            logger.error("worker.cannot_start", extra={"error": str(exc)})
             sys.exit(2)
     server = build_server(settings)
     # The framework marks its Python CLI deprecated in favour of its Go CLI; we keep it so

@@ -16,7 +16,7 @@ import asyncpg
 from livekit.agents import AgentSession, ChatMessage, CloseEvent, ConversationItemAddedEvent
 from livekit.agents.voice.report import SessionReport
 
-from shared import calls, conversations, provider_ids, recordings
+from shared import calls, conversations, metrics, provider_ids, recordings
 from shared.admission import Admitted
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.providers import recording_store
@@ -31,7 +31,10 @@ _STORE_RETRY_DELAYS = (0.5, 1.0)
 
 
 def _database_unavailable(exc: Exception) -> bool:
-    return isinstance(exc, UNAVAILABLE_ERRORS)
+    unavailable = isinstance(exc, UNAVAILABLE_ERRORS)
+    if unavailable:
+        metrics.DATABASE_UNAVAILABLE.labels("worker_transcript").inc()
+    return unavailable
 
 
 _TIMINGS = (
@@ -69,6 +72,7 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[Any]] = []
         self._finished = False
+        self._live = False  # counted in wassla_live_calls
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -105,6 +109,9 @@ class CallSession:
 
     def attach(self, session: AgentSession[None]) -> None:
         self.session = session
+        if not self._live:
+            self._live = True
+            metrics.LIVE_CALLS.inc()
         session.on("conversation_item_added", self._on_item_added)
         session.on("close", self._on_close)
 
@@ -128,10 +135,15 @@ class CallSession:
         if isinstance(item, ChatMessage) and item.role in ("user", "assistant"):
             if item.metrics:
                 # Where a turn's time went (STT, end of turn, LLM, TTS, end to end).
+                timings = _timings(item)
                 logger.info(
                     "call.turn_metrics",
-                    extra={**self.log_extra, "role": item.role, **_timings(item)},
+                    extra={**self.log_extra, "role": item.role, **timings},
                 )
+                for stage, seconds in timings.items():
+                    metrics.VOICE_TURN_LATENCY.labels(stage).observe(seconds)
+            if item.role == "assistant" and item.interrupted:
+                metrics.BARGE_INS.inc()  # the caller spoke over the agent's reply
             text = (item.text_content or "").strip()
             if text:
                 self.spawn(self.store_message(item, text), name="store_transcript")
@@ -163,6 +175,7 @@ class CallSession:
                 async with self.pool.acquire() as conn:
                     await calls.touch(conn, self.admitted.call_sid)
             except UNAVAILABLE_ERRORS:
+                metrics.DATABASE_UNAVAILABLE.labels("worker_call").inc()
                 logger.warning("call.heartbeat_failed", extra=self.log_extra)
 
     # --- hand-off ------------------------------------------------------------------------
@@ -179,6 +192,9 @@ class CallSession:
             return
         self._finished = True
         self.mark_ended()
+        if self._live:
+            self._live = False
+            metrics.LIVE_CALLS.dec()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -26,7 +26,7 @@ from livekit.agents import (
     room_io,
 )
 
-from shared import calls, db, provider_ids
+from shared import calls, db, metrics, provider_ids
 from shared.admission import Admitted, Refused, admit_playground, admit_sip_call
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.settings import Settings
@@ -100,10 +100,16 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     participant = await ctx.wait_for_participant(kind=_CALLER_KINDS)
     caller = caller_from_participant(participant)
-    log = {"room": ctx.room.name, "sip": caller.is_sip, "job": ctx.job.id}
+    log = {
+        "room": ctx.room.name,
+        "sip": caller.is_sip,
+        "job": ctx.job.id,
+        "call_sid": caller.call_sid,
+    }
     try:
         pool = await _open_pool(settings)
     except UNAVAILABLE_ERRORS:
+        metrics.DATABASE_UNAVAILABLE.labels("worker_admission").inc()
         logger.exception("worker.db_unavailable", extra=log)
         await _refuse(ctx, "db_unavailable")
         return
@@ -125,6 +131,7 @@ async def entrypoint(ctx: JobContext) -> None:
                 admission = await admit_playground(conn, agent_id)
     except UNAVAILABLE_ERRORS:
         await pool.close()
+        metrics.DATABASE_UNAVAILABLE.labels("worker_admission").inc()
         logger.exception("worker.db_unavailable", extra=log)
         await _refuse(ctx, "db_unavailable")  # the caller hears why, never dead air
         return
@@ -236,9 +243,25 @@ async def _sweeper(settings: Settings) -> None:
             if pool is not None:
                 await pool.close()
             raise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, UNAVAILABLE_ERRORS):
+                metrics.DATABASE_UNAVAILABLE.labels("worker_sweep").inc()
             logger.exception("worker.sweep_failed")
         await asyncio.sleep(settings.worker.sweep_interval_seconds)
+
+
+async def _serve_metrics(port: int) -> None:
+    """`GET /metrics` for this worker and its job processes (multiprocess mode, set up by
+    `python -m worker`), until the worker stops."""
+    server = await metrics.serve(port)
+    logger.info(
+        "worker.metrics_serving",
+        extra={"port": port, "multiprocess": metrics.multiprocess_dir() is not None},
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.close()
 
 
 def call_load(server: AgentServer, max_calls: int) -> float:
@@ -285,5 +308,11 @@ def build_server(settings: Settings) -> AgentServer:
         task = asyncio.create_task(_sweeper(settings), name="stale_call_sweeper")
         _SERVER_TASKS.add(task)
         task.add_done_callback(_SERVER_TASKS.discard)
+        if settings.worker.metrics_port is not None:
+            serving = asyncio.create_task(
+                _serve_metrics(settings.worker.metrics_port), name="metrics_server"
+            )
+            _SERVER_TASKS.add(serving)
+            serving.add_done_callback(_SERVER_TASKS.discard)
 
     return server

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aiohttp
 
@@ -33,6 +33,7 @@ from shared.models import Agent
 from shared.providers.retry import call_with_retries
 from shared.providers.transport import TRANSPORT_ERRORS, never_sent
 from shared.settings import Settings
+from shared.text_safety import xml_safe
 
 logger = logging.getLogger("shared.providers.chat")
 
@@ -70,7 +71,8 @@ class ChatTimeoutError(ChatFailed, ProviderTimeoutError):
 
 
 class ChatBadOutput(ChatFailed):
-    """The model answered 2xx but not with a reply: a malformed or error event, or no text."""
+    """The model answered 2xx but not with a reply: a malformed or error event, a stream cut
+    short, or no text."""
 
 
 def system_prompt(agent: Agent, medium: Medium) -> str:
@@ -120,18 +122,25 @@ class TextChat:
             "max_tokens": 300 if medium == "voice" else 400,
             "temperature": 0.4,
         }
+        finished = done = False
         try:
             async with self._open_stream(payload) as response:
-                done = False
                 # Read to the end even after [DONE], so the connection goes back to the pool.
                 async for line in response.content:
-                    text = None if done else _delta_text(line.decode("utf-8", "replace"))
-                    if text is None:
-                        done = True
-                    elif text:
-                        yield text
+                    if done:
+                        continue
+                    event = _event(line.decode("utf-8", "replace"))
+                    finished = finished or event.finished
+                    done = event.done
+                    if event.text:
+                        yield event.text
         except TRANSPORT_ERRORS as exc:
             raise _transport_error(exc) from exc
+        if not finished:
+            # A body that just ends (a proxy or the server cut it) holds half a reply at best.
+            raise ChatBadOutput(
+                "chat model stream ended before a finish_reason or [DONE]", retryable=True
+            )
 
     @contextlib.asynccontextmanager
     async def _open_stream(self, payload: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -182,7 +191,8 @@ class TextChat:
                     parts.append(part)
         except TimeoutError as exc:
             raise ChatTimeoutError(f"chat model gave no reply within {deadline}s") from exc
-        text = "".join(parts).strip()
+        # Characters XML forbids would break the TwiML it is spoken in, and NUL the database.
+        text = xml_safe("".join(parts)).strip()
         if not text:
             raise ChatBadOutput("chat model returned an empty reply", retryable=True)
         return text
@@ -218,13 +228,19 @@ def _seconds(header: str | None) -> float | None:
         return None  # an HTTP date: the planned delay stands
 
 
-def _delta_text(line: str) -> str | None:
-    """The text a server-sent event line adds ("" for none), or None at the end of stream."""
+class _Event(NamedTuple):
+    text: str  # what the line adds to the reply, "" for none
+    finished: bool = False  # the reply is whole: a finish_reason or [DONE]
+    done: bool = False  # [DONE]: nothing after it is read
+
+
+def _event(line: str) -> _Event:
+    """What one server-sent event line of the stream says."""
     if not line.startswith("data:"):
-        return ""  # blank separators, comments, event names
+        return _Event("")  # blank separators, comments, event names
     data = line[5:].strip()
     if data == "[DONE]":
-        return None
+        return _Event("", finished=True, done=True)
     try:
         chunk = json.loads(data)
     except ValueError as exc:
@@ -232,13 +248,16 @@ def _delta_text(line: str) -> str | None:
             f"chat model sent a malformed event: {data[:80]!r}", retryable=False
         ) from exc
     if not isinstance(chunk, dict):
-        return ""
+        return _Event("")
     if "error" in chunk:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else error
         raise ChatBadOutput(f"chat model failed mid-stream: {message}", retryable=True)
     choices = chunk.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
-        return ""
+        return _Event("")  # e.g. the usage chunk after the finish_reason
     content = (choices[0].get("delta") or {}).get("content")
-    return content if isinstance(content, str) else ""
+    return _Event(
+        content if isinstance(content, str) else "",
+        finished=choices[0].get("finish_reason") is not None,
+    )

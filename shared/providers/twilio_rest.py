@@ -109,12 +109,13 @@ class TwilioRest:
                 raise ProviderConnectionError(f"Twilio unreachable: {exc!r}") from exc
             raise ProviderTimeoutError(f"Twilio gave no whole answer: {exc!r}") from exc
         if answer.status >= 400:
-            message = _error_message(answer)
+            message, code = _error_detail(answer)
             raise ProviderStatusError(
                 f"Twilio {method} {urlsplit(url).path} -> {answer.status}: {message}",
                 status=answer.status,
                 retryable=answer.status in _RETRYABLE_STATUS,
                 body=message,
+                code=code,
             )
         return answer
 
@@ -173,11 +174,15 @@ class TwilioRest:
         return sid
 
 
-def _error_message(answer: Answer) -> str:
+def _error_detail(answer: Answer) -> tuple[str, int | None]:
+    """The error's text and Twilio's error code, from its JSON ({"code", "message", ...})."""
     try:
         body = answer.json()
     except ValueError:
-        return answer.content[:200].decode("utf-8", "replace")
+        return answer.content[:200].decode("utf-8", "replace"), None
     if not isinstance(body, dict):
-        return str(body)[:200]
-    return f"{body.get('code')} {body.get('message')}"
+        return str(body)[:200], None
+    code = body.get("code")
+    # Twilio sends the code as a number; anything else names no code we could act on.
+    known = code if isinstance(code, int) and not isinstance(code, bool) else None
+    return f"{code} {body.get('message')}", known

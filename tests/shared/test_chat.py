@@ -5,9 +5,10 @@ from uuid import uuid4
 import pytest
 
 from shared.models import Agent
-from shared.providers.chat import ChatFailed, ChatTurn, TextChat
+from shared.providers.chat import ChatBadOutput, ChatFailed, ChatTurn, TextChat
 from shared.settings import Settings
 from shared.text_chat import bounded_history
+from shared.text_safety import xml_safe
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 
 
@@ -80,3 +81,37 @@ def test_history_is_bounded_to_recent_turns() -> None:
     assert len(kept) == 20 and kept[-1].text == "m49"
     long = [ChatTurn("user", "x" * 5000) for _ in range(5)]
     assert len(bounded_history(long)) == 2
+
+
+async def test_stream_cut_off_before_its_end_is_no_reply(
+    chat: TextChat, openai_standin: OpenAIStandIn
+) -> None:
+    # Neither a finish_reason nor [DONE]: the text so far is half a reply, not a short one.
+    openai_standin.script_chat(ChatScript("Thanks for your message. We will", ending="cut"))
+    with pytest.raises(ChatBadOutput, match="ended before"):
+        await chat.reply(_agent(), [], "hi", medium="sms")
+
+
+async def test_error_event_mid_stream_is_no_reply(
+    chat: TextChat, openai_standin: OpenAIStandIn
+) -> None:
+    openai_standin.script_chat(ChatScript("Thanks for your message. We will", ending="error"))
+    with pytest.raises(ChatBadOutput, match="mid-stream"):
+        await chat.reply(_agent(), [], "hi", medium="sms")
+
+
+async def test_characters_xml_forbids_are_stripped_from_the_reply(
+    chat: TextChat, openai_standin: OpenAIStandIn
+) -> None:
+    openai_standin.script_chat("Your\x01 order\x0b shipped\x1f today\x00 ✓ 🌟")
+    assert await chat.reply(_agent(), [], "hi", medium="sms") == "Your order shipped today ✓ 🌟"
+    openai_standin.script_chat("\x01\x02")  # nothing left to say is no reply
+    with pytest.raises(ChatBadOutput, match="empty"):
+        await chat.reply(_agent(), [], "hi", medium="sms")
+
+
+def test_xml_safe_keeps_what_xml_allows_and_drops_the_rest() -> None:
+    allowed = "\t\n\r a\x7f\u00e9\ud7ff\ue000\ufffd\U00010000\U0010ffff"
+    assert xml_safe(allowed) == allowed
+    forbidden = "\x00\x08\x0b\x0c\x1f\ud800\udfff\ufffe\uffff"
+    assert xml_safe(f"a{forbidden}b") == "ab"

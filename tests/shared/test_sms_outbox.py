@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -92,3 +93,29 @@ async def test_a_new_contacts_first_texts_arriving_at_once_share_one_conversatio
         assert await conn.fetchval("select count(*) from conversations") == 1
         assert await conn.fetchval("select count(*) from messages") == 6
         assert await conn.fetchval("select count(*) from sms_replies") == 6
+
+
+async def test_renewal_keeps_only_the_holders_lease_and_a_lapsed_send_is_never_resent(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        held = await _pending(conn)
+        await conn.execute("update sms_replies set lease_until = now() + interval '1 second'")
+        assert await sms_outbox.renew(conn, [held], lease_seconds=30) == 1
+        lease = await conn.fetchval("select lease_until - now() from sms_replies")
+        assert lease.total_seconds() > 25
+        # A claim that lost the row renews nothing.
+        stale = sms_outbox.Claim(held.reply_id, uuid.uuid4())
+        assert await sms_outbox.renew(conn, [stale], lease_seconds=30) == 0
+
+        # The holder began the send, then died: its lease lapses and nobody renews it.
+        assert await sms_outbox.begin_send(conn, held, "hello") is True
+        await conn.execute("update sms_replies set lease_until = now() - interval '1 second'")
+        assert await sms_outbox.claim_due(conn, lease_seconds=5) == []  # never taken over
+        assert await sms_outbox.expire_stale_sending(conn, older_than_seconds=3600) == [
+            held.reply_id
+        ]
+        row = await conn.fetchrow("select status, claim from sms_replies")
+        assert row["status"] == "unknown" and row["claim"] == held.claim
+        assert await sms_outbox.claim_due(conn, lease_seconds=5) == []
+        assert await sms_outbox.renew(conn, [held], lease_seconds=30) == 0  # over for good

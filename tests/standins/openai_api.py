@@ -20,7 +20,7 @@ import wave
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -40,6 +40,10 @@ class ChatScript:
     status: int = 200  # e.g. 500/429 for a retryable failure, 400 for a final one
     tool_call: str | None = None  # stream a call of this function after the reply text
     tool_arguments: str = "{}"
+    # How a stream ends after the text: "done" (finish_reason, then [DONE]); "cut" (the body
+    # just ends, with neither: a truncated stream); "error" (an error event, as OpenAI sends
+    # when the model fails mid-answer, then the body ends).
+    ending: Literal["done", "cut", "error"] = "done"
 
 
 @dataclass
@@ -150,6 +154,13 @@ class OpenAIStandIn:
                     yield chunk({"content": word if i == 0 else " " + word})
                     if script.token_delay:
                         await asyncio.sleep(script.token_delay)
+                if script.ending == "cut":
+                    return
+                if script.ending == "error":
+                    error = {"message": "The server had an error while processing your request.",
+                             "type": "server_error", "param": None, "code": None}  # fmt: skip
+                    yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                    return
                 if script.tool_call:
                     call = {"index": 0, "id": f"call_{script.tool_call}", "type": "function",
                             "function": {"name": script.tool_call,

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -31,6 +31,22 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class TwilioError:
+    """An error answer with Twilio's own code, for failures a bare status cannot name."""
+
+    status: int
+    code: int
+    message: str
+
+
+UNSUBSCRIBED = TwilioError(400, 21610, "Attempt to send to unsubscribed recipient")
+# Close the connection once the request is read, without an answer: Twilio may have sent it.
+DROP = "drop"
+
+MessageFailure = int | TwilioError | Literal["drop"]
+
+
 @dataclass
 class TwilioStandIn:
     account_sid: str
@@ -40,8 +56,10 @@ class TwilioStandIn:
     recording_fetches: list[str] = field(default_factory=list)
     recordings: dict[str, bytes] = field(default_factory=dict)  # RecordingSid -> audio
     numbers: dict[str, str] = field(default_factory=dict)  # E.164 -> PN sid
-    # Scripted failures: HTTP statuses returned by the next requests of each kind.
-    message_failures: list[int] = field(default_factory=list)
+    # Scripted failures: HTTP statuses (or errors, or DROP) answering the next requests of
+    # each kind.
+    message_failures: list[MessageFailure] = field(default_factory=list)
+    dropped_messages: list[dict[str, Any]] = field(default_factory=list)  # read, never answered
     recording_failures: list[int] = field(default_factory=list)
     message_delay: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,6 +81,7 @@ class TwilioStandIn:
                 self.number_updates,
                 self.recording_fetches,
                 self.message_failures,
+                self.dropped_messages,
                 self.recording_failures,
             ):
                 log.clear()  # fmt: skip
@@ -86,7 +105,9 @@ class TwilioStandIn:
                 await asyncio.sleep(self.message_delay)
             with self._lock:
                 failure = self.message_failures.pop(0) if self.message_failures else None
-            if failure:
+            if isinstance(failure, TwilioError):
+                return _error(failure.status, failure.code, failure.message)
+            if isinstance(failure, int):
                 return _error(failure, 20500 if failure >= 500 else 21211, "scripted failure")
             body = str(form.get("Body", ""))
             if len(body) > 1600:
@@ -142,8 +163,38 @@ class TwilioStandIn:
 
         return app
 
+    def _dropping(self, app: FastAPI) -> Any:
+        """`app`, except that a message create scripted DROP reads the request and hangs up."""
+
+        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+            if (
+                scope["type"] == "http"
+                and scope["method"] == "POST"
+                and scope["path"].endswith("/Messages.json")
+            ):
+                with self._lock:
+                    drop = bool(self.message_failures) and self.message_failures[0] == DROP
+                    if drop:
+                        self.message_failures.pop(0)
+                if drop:
+                    body = b""
+                    while True:
+                        message = await receive()
+                        body += message.get("body", b"")
+                        if not message.get("more_body"):
+                            break
+                    with self._lock:
+                        self.dropped_messages.append({"body": body.decode(), "at": time.time()})
+                    # uvicorn closes the connection, without a response, on an app that
+                    # returns a value: the wire shape of a request lost after it arrived.
+                    return True
+            await app(scope, receive, send)
+            return None
+
+        return asgi
+
     def start(self) -> TwilioStandIn:
-        self.server = ThreadedServer(self.app()).start()
+        self.server = ThreadedServer(self._dropping(self.app())).start()
         return self
 
     def stop(self) -> None:

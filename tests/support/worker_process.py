@@ -96,6 +96,7 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     health_port: int
     log_path: Path
+    metrics_port: int | None = None  # WORKER_METRICS_PORT, when the environment set one
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -156,7 +157,10 @@ def start_worker(
             preexec_fn=die_with_parent,
             start_new_session=new_session,
         )
-    worker = WorkerProcess(process=process, health_port=health_port, log_path=log_path)
+    metrics_port = int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None
+    worker = WorkerProcess(
+        process=process, health_port=health_port, log_path=log_path, metrics_port=metrics_port
+    )
     worker.wait_registered()
     return worker
 
@@ -181,6 +185,7 @@ def running_worker(
         data_dir=data_dir,
         s3_endpoint=s3_endpoint,
         health_port=health_port,
+        extra={"WORKER_METRICS_PORT": str(free_port())},
     )
     process = start_worker(env, health_port)
     try:

@@ -17,10 +17,12 @@ from fastapi import FastAPI
 from shared import channels, conversations, workspaces
 from shared.models import BillingMode
 from shared.settings import Settings
-from tests.conftest import PUBLIC_BASE_URL
+from shared.sms_replies import reply_signature
+from tests.conftest import PUBLIC_BASE_URL, TWILIO_TEST_TOKEN
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
-from tests.standins.twilio_api import TwilioStandIn
+from tests.standins.twilio_api import DROP, UNSUBSCRIBED, TwilioStandIn
 from tests.support.gateway import running_gateway
+from tests.support.model_faults import MODEL_DEADLINE_SECONDS, MODEL_FAULTS
 from tests.support.processes import free_port
 from tests.support.sms import (
     CONTACT,
@@ -76,7 +78,11 @@ async def test_signed_sms_is_acknowledged_at_once_and_answered_once(
         "We have green and black tea.",
     )
     reply = (await replies(pool))[0]
-    assert sent["status_callback"] == f"{PUBLIC_BASE_URL}/twilio-sms/status?reply={reply['id']}"
+    # The reply id is signed by us: Twilio's signature alone lets text move off the URL's end.
+    sig = reply_signature(TWILIO_TEST_TOKEN, str(reply["id"]))
+    assert sent["status_callback"] == (
+        f"{PUBLIC_BASE_URL}/twilio-sms/status?reply={reply['id']}&sig={sig}"
+    )
     assert reply["status"] == "sent" and reply["message_sid"] == sent["sid"]
     request = openai_standin.chat_requests[0]["body"]
     assert "You sell tea." in request["messages"][0]["content"]
@@ -473,24 +479,47 @@ async def test_status_for_an_unknown_message_is_acknowledged_and_charges_nothing
     assert await charges(pool, setup.workspace.id) == []
 
 
+@pytest.mark.parametrize(("scripts", "attempts", "error"), MODEL_FAULTS)
 async def test_model_failure_sends_nothing_and_charges_nothing(
+    settings: Settings,
+    setup: SmsSetup,
+    pool: asyncpg.Pool,
+    openai_standin: OpenAIStandIn,
+    twilio_standin: TwilioStandIn,
+    caplog: pytest.LogCaptureFixture,
+    scripts: list[ChatScript],
+    attempts: int,
+    error: str,
+) -> None:
+    openai_standin.script_chat(*scripts)
+    quick = settings.changed({"openai.timeout_seconds": MODEL_DEADLINE_SECONDS})
+    async with running_gateway(quick) as (app, client):
+        response = await send_sms(client, "hello")
+        await settle(app)
+    assert response.text == EMPTY_RESPONSE
+    assert twilio_standin.messages == []
+    assert len(openai_standin.chat_requests) == attempts
+    [reply] = await replies(pool)
+    assert reply["status"] == "failed" and error in reply["error"]
+    assert any(r.msg == "sms.reply_model_failed" for r in caplog.records)
+    assert await charges(pool, setup.workspace.id) == []
+
+
+async def test_characters_xml_forbids_never_reach_the_text(
     app: FastAPI,
     client: httpx.AsyncClient,
     setup: SmsSetup,
     pool: asyncpg.Pool,
     openai_standin: OpenAIStandIn,
     twilio_standin: TwilioStandIn,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    openai_standin.script_chat(ChatScript("", status=400))
-    response = await send_sms(client, "hello")
+    openai_standin.script_chat("Your order\x01 shipped\x0b today\x1f.")
+    await send_sms(client, "Where is my order?")
     await settle(app)
-    assert response.text == EMPTY_RESPONSE
-    assert twilio_standin.messages == []
+    [sent] = twilio_standin.messages
+    assert sent["body"] == "Your order shipped today."
     [reply] = await replies(pool)
-    assert reply["status"] == "failed" and "400" in reply["error"]
-    assert any(r.msg == "sms.reply_model_failed" for r in caplog.records)
-    assert await charges(pool, setup.workspace.id) == []
+    assert (reply["status"], reply["body"]) == ("sent", "Your order shipped today.")
 
 
 async def test_retryable_twilio_error_is_retried_and_sends_once(
@@ -523,6 +552,58 @@ async def test_final_twilio_error_fails_the_reply_without_retrying(
     assert twilio_standin.messages == []
     [reply] = await replies(pool)
     assert (reply["status"], reply["attempts"]) == ("failed", 1)
+
+
+async def test_twilio_opt_out_refusal_is_recorded_so_the_next_text_costs_no_model_call(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    setup: SmsSetup,
+    pool: asyncpg.Pool,
+    openai_standin: OpenAIStandIn,
+    twilio_standin: TwilioStandIn,
+    caplog: pytest.LogCaptureFixture,
+    fast_retries: None,
+) -> None:
+    # Twilio knows an opt-out we never saw (a STOP before the number was ours, the carrier's).
+    twilio_standin.message_failures.append(UNSUBSCRIBED)
+    caplog.set_level(logging.INFO, logger="webhook_gateway.sms")
+    await send_sms(client, "hello")
+    await settle(app)
+    [reply] = await replies(pool)
+    assert (reply["status"], reply["attempts"]) == ("failed", 1) and "21610" in reply["error"]
+    state = await pool.fetchrow("select * from sms_opt_outs")
+    assert (state["our_number"], state["contact_number"], state["opted_out"]) == (
+        OUR_NUMBER,
+        CONTACT,
+        True,
+    )
+    await send_sms(client, "Hello? Anyone?")
+    await settle(app)
+    assert len(openai_standin.chat_requests) == 1 and twilio_standin.messages == []
+    assert await inbound_count(pool) == 2  # still in the inbox for a human
+    reasons = [getattr(r, "reason", None) for r in caplog.records if r.msg == "sms.received"]
+    assert reasons[-1] == "opted_out"
+
+
+async def test_connection_dropped_after_the_request_leaves_the_reply_unknown_never_resent(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    setup: SmsSetup,
+    pool: asyncpg.Pool,
+    twilio_standin: TwilioStandIn,
+    fast_retries: None,
+) -> None:
+    # Twilio read the request and the answer was lost: it may have texted, so never again.
+    twilio_standin.message_failures.append(DROP)
+    await send_sms(client, "hello")
+    await settle(app)
+    [reply] = await replies(pool)
+    assert (reply["status"], reply["attempts"], reply["message_sid"]) == ("unknown", 1, None)
+    await app.state.gateway.sms_replier.sweep_once()  # nor does a later sweep resend it
+    await settle(app)
+    assert len(twilio_standin.dropped_messages) == 1 and twilio_standin.messages == []
+    [reply] = await replies(pool)
+    assert reply["status"] == "unknown"
 
 
 async def test_unreachable_twilio_is_retried_because_nothing_was_sent(

@@ -23,6 +23,8 @@ from tests.conftest import PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID
 from tests.standins.openai_api import ChatScript, OpenAIStandIn, tone_pcm, wav_bytes
 from tests.standins.twilio_api import TwilioStandIn
 from tests.support import factories
+from tests.support.gateway import running_gateway
+from tests.support.model_faults import MODEL_DEADLINE_SECONDS, MODEL_FAULTS
 from tests.support.twilio_signing import post_signed
 
 NUMBER = "+15551234567"
@@ -320,15 +322,55 @@ async def test_twilio_retry_of_a_turn_stores_and_generates_once(
     assert await pool.fetchval("select count(*) from calls") == 1
 
 
+async def past_fillers(call: TwilioCall, doc: ET.Element) -> ET.Element:
+    """Follow the filler's <Redirect>s (the model still answering) to the document that listens."""
+    while doc.find("Gather") is None:
+        redirect = doc.find("Redirect")
+        assert redirect is not None and redirect.text, ET.tostring(doc)
+        doc = await call.post(redirect.text)
+    return doc
+
+
+@pytest.mark.parametrize(("scripts", "attempts", "error"), MODEL_FAULTS)
 async def test_model_failure_apologises_and_listens_for_the_next_turn(
-    client: httpx.AsyncClient,
+    settings: Settings,
     voice_agent: dict[str, object],
     openai_standin: OpenAIStandIn,
+    pool: asyncpg.Pool,
+    caplog: pytest.LogCaptureFixture,
+    scripts: list[ChatScript],
+    attempts: int,
+    error: str,
 ) -> None:
-    openai_standin.script_chat(*[ChatScript("x", status=400)])
-    call = TwilioCall(client)
-    doc = await call.say_words(await call.dial_in(), "Hello?")
+    openai_standin.script_chat(*scripts)
+    quick = settings.changed({"openai.timeout_seconds": MODEL_DEADLINE_SECONDS})
+    async with running_gateway(quick) as (_, client):
+        call = TwilioCall(client)  # its post() parses every answer: well-formed XML or fail
+        doc = await past_fillers(call, await call.say_words(await call.dial_in(), "Hello?"))
     assert spoken(doc) == "Sorry, I had a problem answering that. Could you say it again?"
+    assert_listens(doc, turn=2)
+    assert len(openai_standin.chat_requests) == attempts
+    assert [role for role, _ in await transcript(pool, call.call_sid)] == ["assistant", "user"]
+    [failed] = [r for r in caplog.records if r.msg == "voice.reply_failed"]
+    assert error in getattr(failed, "error", "")
+
+
+async def test_characters_xml_forbids_are_never_spoken_and_the_twiml_stays_well_formed(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    openai_standin: OpenAIStandIn,
+) -> None:
+    async with pool.acquire() as conn:
+        ws = await factories.workspace(conn)
+        agent = await factories.agent(conn, ws.id, greeting="Hi\x01, this is Sara\x0b.",
+                                      language="en-US")  # fmt: skip
+        await factories.channel(conn, ws.id, kind="voice", agent_id=agent.id)
+    openai_standin.script_chat("Your order\x01 shipped\x0b today\x1f.")
+    call = TwilioCall(client)  # its post() parses every answer: well-formed XML or fail
+    greeted = await call.dial_in()
+    assert spoken(greeted) == "Hi, this is Sara."
+    doc = await call.say_words(greeted, "Where is my order?")
+    assert spoken(doc) == "Your order shipped today."
     assert_listens(doc, turn=2)
 
 
