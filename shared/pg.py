@@ -20,8 +20,7 @@ class DatabaseUnreachable(ConnectionError):
 _exc = asyncpg.exceptions
 
 # Errors that mean "the database is not reachable right now": callers answer 503 / retry.
-# Not every OSError or InterfaceError: a bad query argument (DataError) or a misused
-# connection is a bug, and must not pass for an outage.
+# Not every OSError: a missing file or a bad address is a bug, not an outage.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,  # refused, reset, broken pipe; DatabaseUnreachable
     TimeoutError,  # connect, acquire or command timeout (asyncio.TimeoutError is this class)
@@ -35,4 +34,16 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     _exc.AdminShutdownError,
     _exc.CrashShutdownError,
     _exc.TooManyConnectionsError,
+    # A connection the server closed under a transaction raises plain InterfaceError
+    # ("the underlying connection is closed"), and a restart mid-query can leave asyncpg's
+    # protocol in a state it reports as InternalClientError.
+    _exc.InterfaceError,
+    _exc.InternalClientError,
 )
+# ...but these InterfaceErrors are raised before anything reaches the server: our bug.
+_BUGS: tuple[type[Exception], ...] = (_exc.DataError, _exc.ClientConfigurationError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """An error of UNAVAILABLE_ERRORS that is not a bad argument or configuration of ours."""
+    return isinstance(exc, UNAVAILABLE_ERRORS) and not isinstance(exc, _BUGS)

@@ -21,7 +21,7 @@ from shared.errors import (
     Unauthenticated,
     WasslaError,
 )
-from shared.pg import UNAVAILABLE_ERRORS
+from shared.pg import UNAVAILABLE_ERRORS, is_outage
 
 logger = logging.getLogger("webhook_gateway")
 
@@ -66,6 +66,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=_headers_for(exc))
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
+        if not is_outage(exc):
+            raise exc  # a bad argument of ours: a 500 with its traceback, not an outage
         # Twilio retries a 503; nothing was half-written because every write is one transaction.
         metrics.DATABASE_UNAVAILABLE.labels("gateway_request").inc()
         logger.warning(

@@ -10,7 +10,7 @@ import pytest
 
 from shared import db
 from shared.errors import ProviderConnectionError, ProviderStatusError, ProviderTimeoutError
-from shared.pg import UNAVAILABLE_ERRORS, DatabaseUnreachable
+from shared.pg import UNAVAILABLE_ERRORS, DatabaseUnreachable, is_outage
 from shared.providers.retry import call_with_retries
 from shared.settings import Settings
 
@@ -70,9 +70,9 @@ async def test_wait_for_replaces_a_planned_delay() -> None:
     assert delays == [0.0]
 
 
-def test_bad_query_arguments_and_misuse_are_bugs_not_outages() -> None:
-    assert not isinstance(asyncpg.exceptions.DataError("invalid input"), UNAVAILABLE_ERRORS)
-    assert not isinstance(asyncpg.exceptions.InterfaceError("misuse"), UNAVAILABLE_ERRORS)
+def test_bad_query_arguments_are_bugs_not_outages() -> None:
+    assert not is_outage(asyncpg.exceptions.DataError("invalid input"))
+    assert not is_outage(asyncpg.exceptions.ClientConfigurationError("bad option"))
     assert not isinstance(FileNotFoundError("a recording file"), UNAVAILABLE_ERRORS)
     assert isinstance(ConnectionRefusedError(), UNAVAILABLE_ERRORS)
     assert isinstance(asyncpg.exceptions.CannotConnectNowError("starting"), UNAVAILABLE_ERRORS)
@@ -85,3 +85,20 @@ async def test_any_socket_failure_opening_the_pool_is_an_outage(tmp_path: Path) 
         await db.create_pool(settings, require_current_schema=False)
     assert isinstance(err.value, UNAVAILABLE_ERRORS)
     assert isinstance(err.value.__cause__, FileNotFoundError)
+
+
+async def test_a_connection_the_server_closes_under_a_transaction_is_an_outage(
+    pg_dsn: str,
+) -> None:
+    # What a Postgres restart does to a request holding a connection (the soak saw 500s).
+    other = await asyncpg.connect(pg_dsn)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        with pytest.raises(Exception) as err:
+            async with conn.transaction():
+                await other.execute("select pg_terminate_backend($1)", conn.get_server_pid())
+                await conn.execute("select 1")
+        assert is_outage(err.value), repr(err.value)
+    finally:
+        await other.close()
+        await conn.close()
