@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +28,14 @@ from worker.caller import Caller
 
 logger = logging.getLogger("worker.call")
 
-# A transcript line outlives a short database blip (a failover, a restart).
+# A transcript line outlives a short database blip (a failover) in one store...
 _STORE_RETRY_DELAYS = (0.5, 1.0)
+# ...and a longer outage (a restart) in the call's queue, stored in order once the database
+# answers again. Past this many waiting lines, or still waiting when the call has ended and
+# finish() has waited its while, a line is logged as `call.transcript_lost` with its ids.
+_TRANSCRIPT_QUEUE_MAX = 200
+_OUTAGE_RETRY_SECONDS = 1.0  # between rounds of store retries while the database is away
+_FINISH_WAIT_SECONDS = 10.0
 
 
 def _database_unavailable(exc: Exception) -> bool:
@@ -44,6 +52,16 @@ _TIMINGS = (
     "tts_node_ttfb",
     "e2e_latency",
 )
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One final utterance waiting to be stored."""
+
+    item_id: str
+    user: bool
+    text: str
+    interrupted: bool
 
 
 def _timings(item: ChatMessage) -> dict[str, float]:
@@ -73,6 +91,8 @@ class CallSession:
         self._loops: list[asyncio.Task[Any]] = []
         self._finished = False
         self._live = False  # counted in wassla_live_calls
+        self._transcript: deque[_Line] = deque()  # stored in order by one writer task
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -146,23 +166,81 @@ class CallSession:
                 metrics.BARGE_INS.inc()  # the caller spoke over the agent's reply
             text = (item.text_content or "").strip()
             if text:
-                self.spawn(self.store_message(item, text), name="store_transcript")
+                line = _Line(item.id, item.role == "user", text, bool(item.interrupted))
+                self.queue_line(line)
 
-    async def store_message(self, item: ChatMessage, text: str) -> None:
-        """Store one final utterance; the chat item id makes a retry a no-op."""
+    def queue_line(self, line: _Line) -> None:
+        """Store `line` after those before it, waiting out a database outage."""
+        if len(self._transcript) >= _TRANSCRIPT_QUEUE_MAX:
+            self._log_lost(line, reason="queue_full")
+            return
+        self._transcript.append(line)
+        if self._writer is None or self._writer.done():
+            self._writer = self.spawn(self._write_transcript(), name="store_transcript")
+
+    async def _write_transcript(self) -> None:
+        waiting_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while self._transcript:
+            line = self._transcript[0]
+            try:
+                await self.store_message(line)
+            except UNAVAILABLE_ERRORS:
+                if waiting_since is None:
+                    waiting_since = loop.time()
+                    logger.warning(
+                        "call.transcript_waiting",
+                        extra={**self.log_extra, "pending": len(self._transcript)},
+                    )
+                await asyncio.sleep(_OUTAGE_RETRY_SECONDS)
+                continue
+            except Exception:
+                self._transcript.popleft()
+                self._log_lost(line, reason="store_failed", exc_info=True)
+                continue
+            self._transcript.popleft()
+            if waiting_since is not None:
+                logger.info(
+                    "call.transcript_caught_up",
+                    extra={
+                        **self.log_extra,
+                        "waited_seconds": round(loop.time() - waiting_since, 1),
+                        "pending": len(self._transcript),
+                    },
+                )
+                waiting_since = None
+
+    def _provider_id(self, line: _Line) -> str:
         key = provider_ids.session_key(self.admitted.call_sid, self.admitted.conversation_id)
-        user = item.role == "user"
+        return provider_ids.session_item_id(key, line.item_id)
+
+    def _log_lost(self, line: _Line, *, reason: str, exc_info: bool = False) -> None:
+        logger.error(
+            "call.transcript_lost",
+            exc_info=exc_info,
+            extra={
+                **self.log_extra,
+                "item": line.item_id,
+                "provider_id": self._provider_id(line),
+                "role": "user" if line.user else "assistant",
+                "chars": len(line.text),
+                "reason": reason,
+            },
+        )
+
+    async def store_message(self, line: _Line) -> None:
+        """Store one final utterance; the chat item id makes a retry a no-op."""
 
         async def store() -> None:
             async with self.pool.acquire() as conn:
                 await conversations.add_message(
                     conn,
                     self.admitted.conversation_id,
-                    direction="inbound" if user else "outbound",
-                    role="user" if user else "assistant",
-                    body=text,
-                    provider_id=provider_ids.session_item_id(key, item.id),
-                    interrupted=bool(item.interrupted),
+                    direction="inbound" if line.user else "outbound",
+                    role="user" if line.user else "assistant",
+                    body=line.text,
+                    provider_id=self._provider_id(line),
+                    interrupted=line.interrupted,
                 )
 
         await call_with_retries(store, delays=_STORE_RETRY_DELAYS, retry_if=_database_unavailable)
@@ -199,7 +277,13 @@ class CallSession:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
+            await asyncio.wait(set(self._tasks), timeout=_FINISH_WAIT_SECONDS)
+        if self._writer is not None and not self._writer.done():
+            # The database is still away: what waits is named in the log, not dropped silently.
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            while self._transcript:
+                self._log_lost(self._transcript.popleft(), reason="database_unavailable")
         try:
             await self._save_recording(report)
         except Exception:

@@ -19,10 +19,11 @@ from tests.support import factories
 from tests.support.audio import espeak_pcm
 from tests.support.calls import ended_call
 from tests.support.livekit_server import LiveKitServer
+from tests.support.polling import eventually
 from tests.support.processes import free_port
 from tests.support.worker_process import WorkerProcess, start_worker, worker_env
 from tests.worker.conftest import CallFactory
-from tests.worker.test_voice_calls import OUR_NUMBER, voice_line
+from tests.worker.test_voice_calls import OUR_NUMBER, messages_of, voice_line
 
 
 async def open_livekit_call(
@@ -114,10 +115,28 @@ async def test_worker_killed_mid_call_leaves_a_call_the_next_start_closes_and_ch
 ) -> None:
     openai_standin.reset()
     line = await voice_line(pool)
+    openai_standin.script_transcripts("Where is my parcel?")
+    openai_standin.script_chat("Your parcel arrives tomorrow.")
     settings = {"WORKER_STALE_CALL_SECONDS": "3", "WORKER_SWEEP_INTERVAL_SECONDS": "1"}
     doomed = spare_workers("wassla-voice-crash", **settings)
     phone, call_sid = await calls.dial(called_number=OUR_NUMBER, agent_name="wassla-voice-crash")
-    await phone.wait_agent_speaking(after=0.0, within=30)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    phone.say(espeak_pcm("Where is my parcel?"))
+    spoke_until = await phone.finish_saying()
+    answered_at = await phone.wait_agent_speaking(after=spoke_until, within=30)
+    await phone.wait_agent_quiet(after=answered_at)
+    spoken = [
+        ("assistant", "Hello, you reached Acme."),
+        ("user", "Where is my parcel?"),
+        ("assistant", "Your parcel arrives tomorrow."),
+    ]
+
+    async def transcript() -> list[tuple[str, str]] | None:
+        rows = [(r["role"], r["body"]) for r in await messages_of(pool, call_sid)]
+        return rows if rows == spoken else None
+
+    await eventually(transcript, within=20, what="the transcript up to the kill")
     async with pool.acquire() as conn:
         live = await calls_db.get_call(conn, call_sid)
     assert live is not None and live.ended_at is None
@@ -125,10 +144,21 @@ async def test_worker_killed_mid_call_leaves_a_call_the_next_start_closes_and_ch
     os.killpg(doomed.process.pid, signal.SIGKILL)  # the worker and its job processes
     doomed.process.wait(timeout=10)
     killed_at = datetime.now(UTC)
-    spare_workers("wassla-voice-crash", **settings)  # the next start sweeps
+    sweeper = spare_workers("wassla-voice-crash", **settings)  # the next start sweeps
 
     call = await ended_call(pool, call_sid, within=30)
     assert call.ended_at is not None and call.ended_at <= killed_at  # its last heartbeat
+    # The transcript to the kill is kept, and closed by the sweep, not by the dead worker.
+    assert [(r["role"], r["body"]) for r in await messages_of(pool, call_sid)] == spoken
+
+    def swept() -> list[str]:
+        return [
+            line
+            for line in sweeper.log().splitlines()
+            if '"call.stale_closed"' in line and call_sid in line
+        ]
+
+    await eventually(swept, within=10, what="the sweep's log line")
     charges = await pool.fetch(
         "select quantity, idempotency_key from charges where workspace_id = $1",
         line["workspace"].id,
@@ -136,6 +166,7 @@ async def test_worker_killed_mid_call_leaves_a_call_the_next_start_closes_and_ch
     assert [(c["quantity"], c["idempotency_key"]) for c in charges] == [
         (1, f"voice_minutes:{call_sid}")
     ]
+    assert len(swept()) == 1  # closed once, though the sweep ran again since
 
 
 async def test_sigterm_stops_taking_calls_but_lets_the_live_call_finish(
