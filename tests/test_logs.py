@@ -38,8 +38,8 @@ from tests.support.processes import (
     stop_process,
     wait_for_log_line,
 )
+from tests.support.service_processes import running_sender
 from tests.support.sms import inbound_params, message_sid, sms_setup
-from tests.support.sms_sender_process import running_sender
 from tests.support.twilio_signing import sign
 
 # Secrets as a deployment configures them; none may reach a log line.

@@ -22,10 +22,9 @@ from shared.settings import Settings
 from tests.conftest import PUBLIC_BASE_URL
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
-from tests.support.gateway_process import running_gateway_process
 from tests.support.polling import eventually
+from tests.support.service_processes import running_gateway_process, running_sender
 from tests.support.sms import EMPTY_RESPONSE, inbound_params, message_sid, send_status, sms_setup
-from tests.support.sms_sender_process import running_sender
 from tests.support.twilio_signing import post_signed
 
 TEXTS = 60

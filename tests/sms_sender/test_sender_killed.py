@@ -15,8 +15,8 @@ from shared.settings import Settings
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
 from tests.support.polling import eventually
+from tests.support.service_processes import running_sender
 from tests.support.sms import message_sid, replies, send_sms, sms_setup
-from tests.support.sms_sender_process import running_sender
 
 # Before short leases a dead sender's claims were held for the whole lease (tens of seconds).
 TAKEOVER_WITHIN_SECONDS = 10.0

@@ -12,8 +12,8 @@ from tests.standins.openai_api import ChatScript, OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
 from tests.support.metrics import scrape, value
 from tests.support.polling import eventually
+from tests.support.service_processes import running_sender
 from tests.support.sms import send_sms, sms_setup
-from tests.support.sms_sender_process import running_sender
 
 
 @pytest.fixture

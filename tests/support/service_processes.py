@@ -1,4 +1,8 @@
-"""`python -m sms_sender` as a real child process (so it can be SIGKILLed mid-reply)."""
+"""The gateway and the SMS sender as real child processes (so they can be SIGKILLed mid-burst).
+
+One `ServiceProcess` for both: started with a deployed process's environment pointed at the
+test's components, ready once its health check answers 200, its output kept in a log file.
+"""
 
 from __future__ import annotations
 
@@ -45,56 +49,91 @@ def sender_env(settings: Settings, health_port: int) -> dict[str, str]:
     return env
 
 
+def gateway_env(settings: Settings, port: int) -> dict[str, str]:
+    """A deployed gateway's environment (replies queued for the senders: SMS_REPLIES=worker),
+    pointed at the test's components and serving on loopback `port`."""
+    env = sender_env(settings, health_port=0)
+    del env["SMS_WORKER_HEALTH_PORT"]
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "SMS_REPLIES": "worker"})
+    if settings.jwt_secret:
+        env["WASSLA_JWT_SECRET"] = settings.jwt_secret
+    return env
+
+
 @dataclass
-class SenderProcess:
+class ServiceProcess:
+    module: str
     process: subprocess.Popen[bytes]
-    health_port: int
+    port: int  # the gateway's HTTP port, the sender's health port
+    health_path: str
     log_path: Path
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.health_port}"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def health_port(self) -> int:
+        return self.port
 
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
 
-    async def wait_listening(self, within: float = 20.0) -> None:
-        """Until its health check answers 200 (listening for queued replies)."""
+    async def wait_ready(self, within: float = 20.0) -> None:
+        """Until its health check answers 200 (the gateway serving, the sender listening)."""
 
         async def healthy() -> bool:
             if self.process.poll() is not None:
-                raise RuntimeError(f"sms_sender exited:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.module} exited:\n{self.log_tail()}")
             try:
                 async with httpx.AsyncClient() as http:
-                    return (await http.get(self.base_url + "/", timeout=2)).status_code == 200
+                    url = self.base_url + self.health_path
+                    return (await http.get(url, timeout=2)).status_code == 200
             except httpx.TransportError:
                 return False
 
-        await eventually(healthy, within=within, what="the SMS sender listening", interval=0.1)
+        await eventually(healthy, within=within, what=f"{self.module} ready", interval=0.1)
+
+    wait_listening = wait_ready
 
     def kill(self) -> None:
-        """SIGKILL: no drain, no claim given back."""
+        """SIGKILL: no drain, no claim given back, requests in flight get no answer."""
         self.process.kill()
         self.process.wait(timeout=10)
 
 
 @contextmanager
-def running_sender(settings: Settings) -> Iterator[SenderProcess]:
-    health_port = free_port()
-    log_path = Path(tempfile.mkstemp(prefix="wassla-sms-sender-", suffix=".log")[1])
+def _running(
+    module: str, env: dict[str, str], port: int, health_path: str
+) -> Iterator[ServiceProcess]:
+    log_path = Path(tempfile.mkstemp(prefix=f"wassla-{module}-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sms_sender"],
+            [sys.executable, "-m", module],
             cwd=REPO,
-            env=sender_env(settings, health_port),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
     try:
-        yield SenderProcess(process=process, health_port=health_port, log_path=log_path)
+        yield ServiceProcess(module, process, port, health_path, log_path)
     finally:
         stop_process(process, grace=15)
-        if os.environ.get("WASSLA_SHOW_SENDER_LOG"):
+        if os.environ.get("WASSLA_SHOW_SERVICE_LOGS"):
             print(log_path.read_text(errors="replace"))
         log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def running_sender(settings: Settings) -> Iterator[ServiceProcess]:
+    port = free_port()
+    with _running("sms_sender", sender_env(settings, port), port, "/") as sender:
+        yield sender
+
+
+@contextmanager
+def running_gateway_process(settings: Settings) -> Iterator[ServiceProcess]:
+    port = free_port()
+    with _running("webhook_gateway", gateway_env(settings, port), port, "/healthz") as gateway:
+        yield gateway
