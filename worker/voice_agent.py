@@ -23,6 +23,23 @@ _PHONE_RULES = (
 )
 
 
+# livekit-sip v1.8.0 (the newest the module proxy here serves) waits for a REFER's answer in a
+# select that also watches the transaction ending, and Go picks either when both are ready:
+# an answered REFER is then reported, at once, as a transaction that never completed. A REFER
+# nobody answered ends the same way only after SIP's 32 s timer.
+_LOST_ANSWER = "transaction failed to complete"
+_LOST_ANSWER_WITHIN_SECONDS = 5.0
+
+
+def refer_answered_but_reported_lost(exc: BaseException, elapsed_seconds: float) -> bool:
+    """A transfer error that means the REFER was answered but livekit-sip lost the answer."""
+    return (
+        isinstance(exc, api.TwirpError)
+        and _LOST_ANSWER in exc.message
+        and elapsed_seconds < _LOST_ANSWER_WITHIN_SECONDS
+    )
+
+
 class VoiceAgent(Agent):
     def __init__(self, config: AgentConfig, call: CallSession) -> None:
         instructions = f"{config.instructions}\n\n{_PHONE_RULES}".strip()
@@ -59,6 +76,8 @@ class VoiceAgent(Agent):
     async def _transfer_after(self, announcement: SpeechHandle, number: str) -> None:
         await announcement
         ctx = get_job_context()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             await ctx.api.sip.transfer_sip_participant(
                 api.TransferSIPParticipantRequest(
@@ -68,10 +87,16 @@ class VoiceAgent(Agent):
                     play_dialtone=False,
                 )
             )
-        except Exception:
-            logger.exception("call.transfer_failed", extra=self.call.log_extra)
-            self.session.say(phrases.line("transfer_failed", self.config.language))
-            return
+        except Exception as exc:
+            if not refer_answered_but_reported_lost(exc, loop.time() - started):
+                logger.exception("call.transfer_failed", extra=self.call.log_extra)
+                self.session.say(phrases.line("transfer_failed", self.config.language))
+                return
+            # The caller's side answered the REFER; livekit-sip only lost the answer.
+            logger.warning(
+                "call.transfer_answer_lost",
+                extra={**self.call.log_extra, "error": str(exc)},
+            )
         await self.call.mark_handed_off()
         logger.info("call.handed_off", extra=self.call.log_extra)
         # The caller's leg now belongs to the human; our part of the call is over.
