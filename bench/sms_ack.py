@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -362,7 +363,8 @@ async def send_latencies(dsn: str, sent: list[dict[str, Any]], sent_at: dict[str
     inbound_of = {r["id"]: r["provider_id"] for r in rows}
     out = []
     for message in sent:
-        reply_id = int(str(message["status_callback"]).rsplit("reply=", 1)[1])
+        query = parse_qs(urlsplit(str(message["status_callback"])).query)
+        reply_id = int(query["reply"][0])
         sid = inbound_of.get(reply_id)
         if sid in sent_at:
             out.append(message["at"] - sent_at[sid])
