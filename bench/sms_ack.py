@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import hashlib
 import json
@@ -295,16 +296,19 @@ async def closed_loop(
     return done / elapsed, {k: after[k] - before[k] for k in before}
 
 
+@functools.cache
+def _fly() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "fly.toml").read_text())
+
+
 def fly_soft_limit() -> int:
     """The requests Fly's proxy may have in flight on one gateway machine (fly.toml)."""
-    fly = tomllib.loads((ROOT / "fly.toml").read_text())
-    return int(fly["http_service"]["concurrency"]["soft_limit"])
+    return int(_fly()["http_service"]["concurrency"]["soft_limit"])
 
 
 def fly_sms_replies() -> str:
     """Who sends replies in production (fly.toml's SMS_REPLIES): the bench's default."""
-    fly = tomllib.loads((ROOT / "fly.toml").read_text())
-    return str(fly["env"]["SMS_REPLIES"])
+    return str(_fly()["env"]["SMS_REPLIES"])
 
 
 # --- orchestration ---------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
-from shared.settings import Settings
+from shared.errors import MissingSetting
+from shared.settings import Process, Settings
 
 LogFormat = Literal["json", "text"]
 REDACTED = "[redacted]"
@@ -215,3 +216,17 @@ def configure_logging(settings: Settings, process: str, *, stream: Any = None) -
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+
+
+def settings_for(process: Process, *, logger: logging.Logger, event: str) -> Settings | None:
+    """A process's start: its Settings read, logging configured, what it needs checked.
+
+    None when something is missing: one `event` line names it, and the caller exits 2."""
+    settings = Settings()
+    configure_logging(settings, process)
+    try:
+        settings.check_process(process)
+    except MissingSetting as exc:
+        logger.error(event, extra={"error": str(exc)})
+        return None
+    return settings

@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 from shared import metrics
 from shared.db import Pool, database_answers
-from shared.errors import WasslaError
-from shared.logs import configure_logging
+from shared.logs import settings_for
 from shared.services import Services
 from shared.settings import Settings
 from shared.sms_replies import SmsReplier
@@ -97,12 +96,8 @@ def main() -> int:
         usage = "usage: python -m sms_sender  (gateway with SMS_REPLIES=worker)"
         print(usage)  # noqa: T201
         return 0
-    settings = Settings()
-    configure_logging(settings, "sms_sender")
-    try:
-        settings.check_process("sms_sender")
-    except WasslaError as exc:
-        logger.error("sms_worker.cannot_start", extra={"error": str(exc)})
+    settings = settings_for("sms_sender", logger=logger, event="sms_worker.cannot_start")
+    if settings is None:
         return 2
     asyncio.run(run(settings))
     return 0

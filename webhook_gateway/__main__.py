@@ -7,9 +7,7 @@ import sys
 
 import uvicorn
 
-from shared.errors import WasslaError
-from shared.logs import configure_logging
-from shared.settings import Settings
+from shared.logs import settings_for
 from webhook_gateway.app import create_app
 
 logger = logging.getLogger("webhook_gateway")
@@ -19,12 +17,8 @@ def main() -> int:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print("usage: python -m webhook_gateway  (serves on HOST:PORT; see README settings)")  # noqa: T201
         return 0
-    settings = Settings()
-    configure_logging(settings, "gateway")
-    try:
-        settings.check_process("gateway")
-    except WasslaError as exc:
-        logger.error("gateway.cannot_start", extra={"error": str(exc)})
+    settings = settings_for("gateway", logger=logger, event="gateway.cannot_start")
+    if settings is None:
         return 2
     uvicorn.run(
         create_app(settings),
