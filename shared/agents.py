@@ -10,9 +10,12 @@ from shared.errors import InvalidInput, NotFound
 from shared.models import Agent, Modality
 from shared.pg import Connection
 
+HANDOFF_DIGITS = frozenset({"", *"0123456789*#"})
+
 _COLUMNS = (
     "id, workspace_id, name, instructions, greeting, modality, language, voice, chat_model,"
-    " active, max_call_seconds, handoff_number, created_at"
+    " active, max_call_seconds, handoff_number, created_at, handoff_digit, handoff_mode,"
+    " idle_prompt_seconds, idle_goodbye_seconds"
 )
 
 
@@ -30,6 +33,10 @@ class AgentFields:
     active: bool | None = None
     max_call_seconds: int | None = None
     handoff_number: str | None = None
+    handoff_digit: str | None = None
+    handoff_mode: str | None = None
+    idle_prompt_seconds: int | None = None
+    idle_goodbye_seconds: int | None = None
 
     def validated(self) -> AgentFields:
         if self.name is not None and not self.name.strip():
@@ -39,6 +46,16 @@ class AgentFields:
         handoff = self.handoff_number
         if handoff:
             handoff = normalize_e164(handoff)
+        if self.handoff_digit is not None and self.handoff_digit not in HANDOFF_DIGITS:
+            raise InvalidInput("hand-off digit must be one keypad key (0-9, * or #), or empty")
+        if self.handoff_mode is not None and self.handoff_mode not in ("cold", "warm"):
+            raise InvalidInput("hand-off mode must be cold or warm")
+        for label, seconds in (
+            ("idle prompt", self.idle_prompt_seconds),
+            ("idle goodbye", self.idle_goodbye_seconds),
+        ):
+            if seconds is not None and not 3 <= seconds <= 300:
+                raise InvalidInput(f"{label} must be between 3 and 300 seconds")
         return AgentFields(
             name=self.name.strip() if self.name else self.name,
             instructions=self.instructions,
@@ -50,6 +67,10 @@ class AgentFields:
             active=self.active,
             max_call_seconds=self.max_call_seconds,
             handoff_number=handoff,
+            handoff_digit=self.handoff_digit,
+            handoff_mode=self.handoff_mode,
+            idle_prompt_seconds=self.idle_prompt_seconds,
+            idle_goodbye_seconds=self.idle_goodbye_seconds,
         )
 
 
@@ -60,9 +81,12 @@ async def create_agent(conn: Connection, workspace_id: UUID, spec: AgentFields) 
     row = await conn.fetchrow(
         f"""
         insert into agents (workspace_id, name, instructions, greeting, modality, language,
-                            voice, chat_model, active, max_call_seconds, handoff_number)
+                            voice, chat_model, active, max_call_seconds, handoff_number,
+                            handoff_digit, handoff_mode, idle_prompt_seconds,
+                            idle_goodbye_seconds)
         values ($1, $2, coalesce($3, ''), coalesce($4, ''), coalesce($5, 'text_voice'),
-                coalesce($6, 'en-US'), $7, $8, coalesce($9, true), coalesce($10, 600), $11)
+                coalesce($6, 'en-US'), $7, $8, coalesce($9, true), coalesce($10, 600), $11,
+                coalesce($12, '0'), coalesce($13, 'cold'), $14, $15)
         returning {_COLUMNS}
         """,
         workspace_id,
@@ -76,6 +100,10 @@ async def create_agent(conn: Connection, workspace_id: UUID, spec: AgentFields) 
         spec.active,
         spec.max_call_seconds,
         spec.handoff_number,
+        spec.handoff_digit,
+        spec.handoff_mode,
+        spec.idle_prompt_seconds,
+        spec.idle_goodbye_seconds,
     )
     return Agent.from_row(row)
 
@@ -90,7 +118,11 @@ async def update_agent(conn: Connection, agent_id: UUID, spec: AgentFields) -> A
             language = coalesce($6, language), voice = coalesce($7, voice),
             chat_model = coalesce($8, chat_model), active = coalesce($9, active),
             max_call_seconds = coalesce($10, max_call_seconds),
-            handoff_number = coalesce($11, handoff_number), updated_at = now()
+            handoff_number = coalesce($11, handoff_number),
+            handoff_digit = coalesce($12, handoff_digit),
+            handoff_mode = coalesce($13, handoff_mode),
+            idle_prompt_seconds = coalesce($14, idle_prompt_seconds),
+            idle_goodbye_seconds = coalesce($15, idle_goodbye_seconds), updated_at = now()
         where id = $1
         returning {_COLUMNS}
         """,
@@ -105,6 +137,10 @@ async def update_agent(conn: Connection, agent_id: UUID, spec: AgentFields) -> A
         spec.active,
         spec.max_call_seconds,
         spec.handoff_number,
+        spec.handoff_digit,
+        spec.handoff_mode,
+        spec.idle_prompt_seconds,
+        spec.idle_goodbye_seconds,
     )
     if row is None:
         raise NotFound(f"agent {agent_id} not found")

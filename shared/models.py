@@ -103,6 +103,10 @@ class Agent(_Row):
     max_call_seconds: int
     handoff_number: str | None
     created_at: datetime
+    handoff_digit: str = "0"  # "" : no keypad hand-off
+    handoff_mode: str = "cold"  # "cold" | "warm"
+    idle_prompt_seconds: int | None = None  # None: settings.calls.idle_prompt_seconds
+    idle_goodbye_seconds: int | None = None  # None: settings.calls.idle_goodbye_seconds
 
     @property
     def has_voice(self) -> bool:

@@ -23,6 +23,14 @@ Line = Literal[
     "no_agent",  # no voice-capable agent in the workspace
     "default_greeting",  # the agent has no greeting of its own
     "max_call_warning",  # the agent's max call length is near (LiveKit worker)
+    "press_for_person",  # appended to the greeting when a hand-off digit works; {digit}
+    "still_there",  # the caller has been silent for a while
+    "idle_goodbye",  # the caller stayed silent after "are you still there?"
+    "hold",  # a warm hand-off is ringing the person
+    "handoff_whisper",  # said to the person who answers a warm hand-off, before the summary
+    "handoff_accept",  # asks the person to accept (press 1) or decline (hang up)
+    "nobody_answered",  # a warm hand-off was not answered or was declined
+    "keypad_entry",  # how keypad digits reach the model and the transcript; {digits}
 ]
 
 _LINES: dict[str, dict[Line, str]] = {
@@ -187,7 +195,8 @@ _HUMAN_REQUESTS: dict[str, tuple[str, ...]] = {
 def line(name: Line, language: str) -> str:
     """The fixed line in a language ("ar", or a tag such as "ar-EG"), English when missing."""
     code = (language or "en").split("-")[0].lower()
-    return _LINES.get(code, _LINES["en"])[name]
+    # Lines added later may be missing from some languages: English then, not a KeyError.
+    return _LINES.get(code, {}).get(name) or _LINES["en"][name]
 
 
 def _fold(text: str) -> str:

@@ -190,6 +190,25 @@ class VoiceLoopSettings(BaseModel):
     recording_retry_seconds: float = 2.0
 
 
+class CallFlowSettings(BaseModel):
+    """What keeps a call moving on both voice paths (the TwiML loop and the LiveKit worker)."""
+
+    # The model's first token or first audio this late: the caller hears a short filler
+    # instead of silence.
+    late_reply_filler_seconds: float = 1.0
+    # Caller silence before "are you still there?", then before goodbye and hang-up; an
+    # agent's own idle_prompt_seconds / idle_goodbye_seconds override them.
+    idle_prompt_seconds: float = 12.0
+    idle_goodbye_seconds: float = 8.0
+    # Keypad entries (an order number): `#` ends one, so does this pause between digits.
+    keypad_digit_timeout_seconds: float = 3.0
+    keypad_max_digits: int = 32  # longer entries are cut here (bounded input)
+    # Model or TTS failures in a row before an agent with a hand-off number hands off.
+    failures_before_handoff: int = 2
+    # A warm hand-off rings the person this long before telling the caller nobody answered.
+    warm_ring_seconds: int = 25
+
+
 # What each process cannot run without, anywhere; in production every process also needs
 # a real database (never the embedded one) and the gateway its public https URL and the
 # Channels API's token secret.
@@ -245,6 +264,7 @@ class Settings(BaseSettings):
     recordings: RecordingsSettings = RecordingsSettings()
     s3: S3Settings = S3Settings()
     voice: VoiceLoopSettings = VoiceLoopSettings()
+    calls: CallFlowSettings = CallFlowSettings()
 
     _no_trailing_slash = field_validator("public_base_url")(_strip_trailing_slash)
 
