@@ -14,7 +14,8 @@ from shared.pg import Connection
 
 _AGENT_COLUMNS = (
     "a.id, a.workspace_id, a.name, a.instructions, a.greeting, a.modality, a.language,"
-    " a.voice, a.chat_model, a.active, a.max_call_seconds, a.handoff_number, a.created_at"
+    " a.voice, a.chat_model, a.active, a.max_call_seconds, a.handoff_number, a.created_at,"
+    " a.handoff_digit, a.handoff_mode, a.idle_prompt_seconds, a.idle_goodbye_seconds"
 )
 _VOICE_MODALITIES = ["voice", "text_voice"]
 _TEXT_MODALITIES = ["text", "text_voice"]
