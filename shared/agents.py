@@ -9,6 +9,7 @@ from shared.e164 import normalize_e164
 from shared.errors import InvalidInput, NotFound
 from shared.models import Agent, Modality
 from shared.pg import Connection
+from shared.voices import check_voice
 
 HANDOFF_DIGITS = frozenset({"", *"0123456789*#"})
 
@@ -38,7 +39,9 @@ class AgentFields:
     idle_prompt_seconds: int | None = None
     idle_goodbye_seconds: int | None = None
 
-    def validated(self) -> AgentFields:
+    def validated(self, current_language: str | None = None) -> AgentFields:
+        """The fields checked and normalised; `current_language` is the stored agent's, for
+        checking a voice an update sets without changing the language."""
         if self.name is not None and not self.name.strip():
             raise InvalidInput("agent name must not be empty")
         if self.max_call_seconds is not None and not 30 <= self.max_call_seconds <= 14400:
@@ -56,13 +59,16 @@ class AgentFields:
         ):
             if seconds is not None and not 3 <= seconds <= 300:
                 raise InvalidInput(f"{label} must be between 3 and 300 seconds")
+        voice = self.voice
+        if voice:  # "" clears it: each path's default voice
+            voice = check_voice(voice, self.language or current_language or "en-US")
         return AgentFields(
             name=self.name.strip() if self.name else self.name,
             instructions=self.instructions,
             greeting=self.greeting,
             modality=Modality(self.modality) if self.modality else None,
             language=self.language,
-            voice=self.voice,
+            voice=voice,
             chat_model=self.chat_model,
             active=self.active,
             max_call_seconds=self.max_call_seconds,
@@ -109,7 +115,12 @@ async def create_agent(conn: Connection, workspace_id: UUID, spec: AgentFields) 
 
 
 async def update_agent(conn: Connection, agent_id: UUID, spec: AgentFields) -> Agent:
-    spec = spec.validated()
+    current_language = None
+    if spec.voice and not spec.language:  # the voice must speak the language kept
+        current_language = await conn.fetchval(
+            "select language from agents where id = $1", agent_id
+        )
+    spec = spec.validated(current_language)
     row = await conn.fetchrow(
         f"""
         update agents set

@@ -63,6 +63,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.openai.api_key,
         settings.livekit.api_secret,
         settings.livekit.sip_auth_password,
+        settings.livekit.sip_outbound_auth_password,
         settings.s3.secret_access_key,
     ]
     if settings.database_url:

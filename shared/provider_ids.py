@@ -24,6 +24,11 @@ def greeting_id(call_sid: str) -> str:
     return f"{call_sid}:greeting"
 
 
+def handoff_summary_id(call_sid: str, turn: int) -> str:
+    """What the person answering a warm hand-off was told about the call (the TwiML loop)."""
+    return f"{call_sid}:handoff:{turn}:summary"
+
+
 def session_key(call_sid: str | None, conversation_id: UUID) -> str:
     """What a LiveKit session's ids hang off: the call, or the conversation of a playground."""
     return call_sid or f"conv:{conversation_id}"

@@ -13,13 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import MissingSetting
 
 Process = Literal["gateway", "sms_sender", "worker", "livekit_setup", "cli"]
 _AUDIO_RATES = (8000, 16000, 24000, 48000)
+# livekit-agents refuses a VAD whose end of speech comes sooner with its end-of-turn model.
+TURN_MODEL_MIN_SILENCE = 0.25
+# Transcription models OpenAI serves only over the realtime websocket (the OpenAI plugin's
+# own list): natively streaming, with no server-side endpointing.
+REALTIME_ONLY_STT_MODELS = ("gpt-realtime-whisper", "gpt-live-transcribe")
 
 
 def _strip_trailing_slash(value: str) -> str:
@@ -69,11 +74,24 @@ class OpenAISettings(BaseModel):
     base_url: str = "https://api.openai.com/v1"
     chat_model: str = "gpt-4o-mini"
     stt_model: str = "gpt-4o-mini-transcribe"
+    # The worker streams the caller's audio to the realtime transcription websocket, so the
+    # transcript is ready when they stop; off: each utterance goes to /audio/transcriptions
+    # once it has ended, for OpenAI-compatible servers without realtime transcription.
+    stt_streaming: bool = True
     tts_model: str = "gpt-4o-mini-tts"
     timeout_seconds: float = 20.0
     max_retries: int = 2
 
     _no_trailing_slash = field_validator("base_url")(_strip_trailing_slash)
+
+    @model_validator(mode="after")
+    def _stt_model_has_its_endpoint(self) -> OpenAISettings:
+        if not self.stt_streaming and self.stt_model.startswith(REALTIME_ONLY_STT_MODELS):
+            raise ValueError(
+                f"OPENAI_STT_MODEL={self.stt_model} is served only over realtime transcription:"
+                " set OPENAI_STT_STREAMING=true or choose another model"
+            )
+        return self
 
 
 class LiveKitSettings(BaseModel):
@@ -91,6 +109,16 @@ class LiveKitSettings(BaseModel):
     sip_allowed_addresses: Annotated[list[str], NoDecode] = []
     sip_auth_username: str | None = None
     sip_auth_password: str | None = None
+    # The outbound trunk a warm hand-off dials the person through (`wassla livekit setup`
+    # creates it once an address is set; the worker finds it by name): the carrier's SIP
+    # address (host[:port], e.g. a Twilio Elastic SIP Trunk's termination URI), the caller ID
+    # it presents (unset: our connected voice numbers) and the carrier's digest credentials.
+    sip_outbound_trunk_name: str = "wassla-outbound"
+    sip_outbound_address: str | None = None
+    sip_outbound_number: str | None = None
+    sip_outbound_transport: Literal["auto", "udp", "tcp", "tls"] = "auto"
+    sip_outbound_auth_username: str | None = None
+    sip_outbound_auth_password: str | None = None
 
     @field_validator("sip_allowed_addresses", mode="before")
     @classmethod
@@ -120,12 +148,33 @@ class WorkerSettings(BaseModel):
     interruption_min_words: int = 0  # >0 also requires that many transcribed words
     false_interruption_timeout: float = 2.0  # no words by then: resume the agent
     resume_false_interruption: bool = True
-    endpointing_min_delay: float = 0.5  # silence after speech that ends a turn
-    endpointing_max_delay: float = 3.0
+    # Who decides the caller has finished: the local end-of-turn model on the caller's audio
+    # ("model": livekit-agents' turn-detector v1-mini, no cloud), so a finished sentence is
+    # answered after endpointing_min_delay and a pause mid-sentence is waited for up to
+    # endpointing_max_delay; or silence alone ("vad": every pause of min_delay ends the turn,
+    # which cut callers off mid-sentence; figures: bench/README.md).
+    turn_detection: Literal["model", "vad"] = "model"
+    # Silence after speech that ends a turn the model calls finished (VAD-only: every turn).
+    # The VAD's end of speech (vad_min_silence) comes first, so a shorter delay gains nothing.
+    endpointing_min_delay: float = 0.3
+    # The longest wait for a caller the model expects to go on: above a 600-800 ms pause
+    # mid-sentence plus the VAD's start of speech when they do (bench/README.md, cut-offs).
+    endpointing_max_delay: float = 1.5
+    # "dynamic" learns min_delay from the caller's own pauses between utterances.
+    endpointing_mode: Literal["fixed", "dynamic"] = "fixed"
     stt_detect_language: bool = True  # callers may speak another language
     preemptive_generation: bool = True  # start the LLM on the transcript, pre-turn-end
-    vad_min_silence: float = 0.55  # Silero: silence that ends a speech segment
-    # Silero: speech that starts a segment (and so can pause the agent). One 32 ms window at
+    # Also synthesize that preemptive reply before the turn ends, so the first audio is
+    # ready when it does; a reply the caller talks over is discarded (its TTS paid for).
+    preemptive_tts: bool = False
+    # The VAD: livekit-agents' native Silero ("native", livekit-local-inference: one model
+    # in the process, cheaper per 32 ms window than the plugin's ONNX Runtime session;
+    # bench/README.md) or the Silero plugin ("silero").
+    vad: Literal["native", "silero"] = "native"
+    # Silence that ends a speech segment. The end-of-turn model asks for at least 0.25 s
+    # (its prediction starts at 0.2 s of silence); the end of speech is when a turn can end.
+    vad_min_silence: float = 0.3
+    # Speech that starts a segment (and so can pause the agent). One 32 ms window at
     # 16 kHz instead of the plugin's two, so barge-in starts sooner (bench/README.md).
     vad_min_speech: float = 0.032
     # The caller's audio as the session hears it. Phone audio is 8 kHz narrowband, and the
@@ -153,6 +202,15 @@ class WorkerSettings(BaseModel):
     job_memory_warn_mb: float = 500.0
 
     _rates = field_validator("input_sample_rate", "recording_sample_rate")(_audio_rate)
+
+    @model_validator(mode="after")
+    def _model_hears_enough_silence(self) -> WorkerSettings:
+        if self.turn_detection == "model" and self.vad_min_silence < TURN_MODEL_MIN_SILENCE:
+            raise ValueError(
+                f"WORKER_VAD_MIN_SILENCE must be at least {TURN_MODEL_MIN_SILENCE} s with"
+                " WORKER_TURN_DETECTION=model (the end-of-turn model needs that much silence)"
+            )
+        return self
 
 
 class RecordingsSettings(BaseModel):
@@ -182,9 +240,11 @@ class VoiceLoopSettings(BaseModel):
     collect_wait_seconds: float = 9.0
     max_collect_waits: int = 3  # then apologise and take the next turn
     speech_timeout_seconds: int = 2  # pause that ends an utterance ("auto" cuts callers off)
-    gather_timeout_seconds: int = 6  # wait for the caller to start speaking
     speech_model: str | None = None  # e.g. "googlev2_telephony"; None: Twilio's default
-    max_silent_turns: int = 3  # empty turns in a row before goodbye
+    # Silence is one rule for both voice paths, in `calls`: a <Gather> waits
+    # calls.keypad_digit_timeout_seconds (Twilio's one timeout is also the keypad's pause
+    # between keys), and the loop counts those empty waits against calls.idle_prompt_seconds
+    # and calls.idle_goodbye_seconds (what gather_timeout_seconds and max_silent_turns were).
     record_calls: bool = True
     recording_fetch_attempts: int = 5  # on top of the REST client's own retries
     recording_retry_seconds: float = 2.0
@@ -207,6 +267,16 @@ class CallFlowSettings(BaseModel):
     failures_before_handoff: int = 2
     # A warm hand-off rings the person this long before telling the caller nobody answered.
     warm_ring_seconds: int = 25
+
+
+class DevSettings(BaseModel):
+    """`wassla dev`: the local livekit-server it starts when LIVEKIT_URL is unset."""
+
+    # livekit-server's own defaults (signal, ICE over TCP, ICE over UDP), all on loopback;
+    # change them when another LiveKit already runs here.
+    livekit_port: int = 7880
+    livekit_rtc_tcp_port: int = 7881
+    livekit_rtc_udp_port: int = 7882
 
 
 # What each process cannot run without, anywhere; in production every process also needs
@@ -265,6 +335,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     voice: VoiceLoopSettings = VoiceLoopSettings()
     calls: CallFlowSettings = CallFlowSettings()
+    dev: DevSettings = DevSettings()
 
     _no_trailing_slash = field_validator("public_base_url")(_strip_trailing_slash)
 

@@ -14,7 +14,16 @@ from uuid import UUID
 
 import asyncpg
 
-from shared import agents, billing, channels, conversations, migrate, recordings, workspaces
+from shared import (
+    agents,
+    billing,
+    channels,
+    conversations,
+    inbox,
+    migrate,
+    recordings,
+    workspaces,
+)
 from shared.agents import AgentFields
 from shared.db import create_pool, resolve_dsn
 from shared.e164 import calling_code_for
@@ -142,6 +151,10 @@ def _agent_fields(a: argparse.Namespace) -> AgentFields:
         active=active,
         max_call_seconds=a.max_call_seconds,
         handoff_number=a.handoff_number,
+        handoff_digit=a.handoff_digit,
+        handoff_mode=a.handoff_mode,
+        idle_prompt_seconds=a.idle_prompt_seconds,
+        idle_goodbye_seconds=a.idle_goodbye_seconds,
     )
 
 
@@ -225,6 +238,28 @@ async def _charges(conn: Connection, a: argparse.Namespace) -> Any:
     return [*charges, {"credit_balance_minor": workspace.credit_balance_minor}]
 
 
+async def _console_link(conn: Connection, a: argparse.Namespace) -> Any:
+    """A short-lived sign-in link to the console for a member (the token is the link's only
+    secret: send it to that person alone)."""
+    from webhook_gateway.auth import mint_user_token
+
+    settings: Settings = a.settings
+    settings.require("jwt_secret")
+    assert settings.jwt_secret is not None
+    if not 1 <= a.minutes <= 24 * 60:
+        raise CliError("--minutes must be between 1 and 1440")
+    member_of = await inbox.member_workspaces(conn, a.user)
+    if not member_of:
+        raise CliError(
+            f"{a.user} is a member of no workspace; add them first with wassla member add"
+        )
+    token = mint_user_token(a.user, settings.jwt_secret, ttl_seconds=a.minutes * 60)
+    link = f"{settings.public_base_url.rstrip('/')}/console/login?token={token}"
+    if a.json:
+        return {"link": link, "expires_in_seconds": a.minutes * 60, "user": a.user}
+    return [link]
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -234,10 +269,29 @@ def _agent_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--greeting")
     p.add_argument("--modality", choices=[m.value for m in Modality])
     p.add_argument("--language", help="BCP-47 tag, e.g. en-US, ar-SA")
-    p.add_argument("--voice")
+    p.add_argument(
+        "--voice",
+        help="an AI voice (alloy, ash, coral, nova, onyx, ...) or a phone voice of the agent's"
+        " language (Polly.Joanna-Neural, Google.en-US-Neural2-F, ...); '' for the default",
+    )
     p.add_argument("--chat-model")
     p.add_argument("--max-call-seconds", type=int)
     p.add_argument("--handoff-number", help="E.164 number for human hand-off")
+    p.add_argument(
+        "--handoff-digit",
+        help="keypad key that hands the caller to a person (0-9, * or #; '' for none)",
+    )
+    p.add_argument(
+        "--handoff-mode",
+        choices=["cold", "warm"],
+        help="cold: transfer at once; warm: brief the person first, who may decline",
+    )
+    p.add_argument(
+        "--idle-prompt-seconds", type=int, help="caller silence before 'are you still there?'"
+    )
+    p.add_argument(
+        "--idle-goodbye-seconds", type=int, help="further silence before goodbye and hang-up"
+    )
     if creating:
         p.add_argument("--inactive", action="store_true")
     else:
@@ -328,18 +382,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("charges")
     p.add_argument("--workspace", type=_uuid, required=True)
     p.set_defaults(handler=_charges)
+    p = sub.add_parser("console-link", help="print a short-lived sign-in link to the console")
+    p.add_argument("--user", required=True, help="the member's user id (their token's sub)")
+    p.add_argument("--minutes", type=int, default=15, help="how long the link signs in (15)")
+    p.set_defaults(handler=_console_link)
 
     livekit = sub.add_parser("livekit").add_subparsers(dest="action", required=True)
     livekit.add_parser(
         "setup",
-        help="create or update the inbound SIP trunk (all connected voice numbers)"
-        " and the dispatch rule that sends each caller to the agent",
+        help="create or update the inbound SIP trunk (all connected voice numbers),"
+        " the dispatch rule that sends each caller to the agent, and the outbound trunk"
+        " warm hand-offs dial through (when LIVEKIT_SIP_OUTBOUND_ADDRESS is set)",
     )
     return parser
 
 
 async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
-    from shared.providers.livekit_sip import sync_inbound_sip
+    from shared.providers.livekit_sip import sync_inbound_sip, sync_outbound_sip
 
     settings.check_process("livekit_setup")
     pool = await create_pool(settings)
@@ -349,12 +408,20 @@ async def _run_livekit_setup(settings: Settings) -> dict[str, Any]:
     finally:
         await pool.close()
     setup = await sync_inbound_sip(settings, numbers)
+    outbound = await sync_outbound_sip(settings, numbers)
     return {
         "trunk_id": setup.trunk_id,
         "dispatch_rule_id": setup.dispatch_rule_id,
         "numbers": setup.numbers,
         "trunk": "created" if setup.trunk_created else "updated",
         "dispatch_rule": "created" if setup.rule_created else "updated",
+        # Warm hand-offs dial through it; without an address they fall back to the agent.
+        "outbound_trunk_id": outbound.trunk_id if outbound else None,
+        "outbound_trunk": (
+            "not configured" if outbound is None else "created" if outbound.created else "updated"
+        ),
+        "outbound_address": outbound.address if outbound else None,
+        "outbound_numbers": outbound.numbers if outbound else None,
     }
 
 

@@ -37,6 +37,10 @@ MAX_CALL_SECONDS = 24 * 3600  # Twilio ends any call at 24 hours
 MAX_ADDRESS_CHARS = 256  # an E.164 number, `client:…`, `whatsapp:…` or a SIP URI
 MAX_SHORT_CHARS = 64  # statuses, error codes, opt-out types
 MAX_URL_CHARS = 2048
+# A `<Gather>`'s `Digits`: keypad keys only. An entry longer than this is not one a caller
+# typed (refused); a long one within it is cut to the setting (settings.calls).
+_KEYPAD = re.compile(r"[0-9*#]*")
+MAX_KEYPAD_CHARS = 256
 
 
 def invalid(detail: str) -> HTTPException:
@@ -88,3 +92,15 @@ def seconds(value: str, *, field: str, maximum: int = MAX_CALL_SECONDS) -> int |
         )
         return maximum
     return int(digits)
+
+
+def digits(value: str, *, max_digits: int, field: str = "Digits") -> str:
+    """A keypad entry ("" when none): 400 unless only 0-9 * #; cut to `max_digits`."""
+    entry = value.strip()
+    if len(entry) > MAX_KEYPAD_CHARS or not _KEYPAD.fullmatch(entry):
+        raise invalid(f"{field} is not a keypad entry")
+    if len(entry) > max_digits:
+        logger.warning("twilio.digits_cut", extra={"field": field, "length": len(entry),
+                                                   "max": max_digits})  # fmt: skip
+        return entry[:max_digits]
+    return entry

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from shared.voices import loop_voice
+
 logger = logging.getLogger("webhook_gateway.voice")
 
 
@@ -24,6 +26,7 @@ class VoiceLocale:
     say_language: str  # the locale that voice speaks, for <Say language=...>
     phrase_language: str  # key of the fixed lines (shared/phrases.py), e.g. "ar"
     fallback: bool = False  # True when the agent's language had no voice of its own
+    voice_fallback: bool = False  # the agent's voice does not speak it: the locale's default
 
 
 def _v(gather: str, voice: str, say: str | None = None) -> VoiceLocale:
@@ -81,8 +84,6 @@ _BY_LANGUAGE: dict[str, str] = {
     "ur": "ur-PK",
 }
 DEFAULT_TAG = "en-US"
-# Twilio voice names an agent may set explicitly (the worker's OpenAI voice names are not).
-_TWILIO_VOICE_PREFIXES = ("Polly.", "Google.")
 
 
 def _normalise(tag: str) -> str:
@@ -93,7 +94,7 @@ def _normalise(tag: str) -> str:
 
 
 def voice_locale(language: str, voice: str | None = None) -> VoiceLocale:
-    """The Gather language and Say voice for an agent's language (and optional Twilio voice)."""
+    """The Gather language and Say voice for an agent's language and its chosen voice."""
     tag = _normalise(language or DEFAULT_TAG)
     locale = _BY_TAG.get(tag)
     if locale is None and tag.split("-")[0] in _BY_LANGUAGE:
@@ -106,12 +107,22 @@ def voice_locale(language: str, voice: str | None = None) -> VoiceLocale:
         locale = VoiceLocale(
             base.gather_language, base.say_voice, base.say_language, "en", fallback=True
         )
-    if voice and voice.startswith(_TWILIO_VOICE_PREFIXES) and not locale.fallback:
-        # The agent chose a Twilio voice; it must speak the same locale (its owner's choice).
-        locale = VoiceLocale(
-            locale.gather_language, voice, locale.say_language, locale.phrase_language
-        )
+    if voice:
+        locale = _with_agent_voice(locale, voice)
     return locale
+
+
+def _with_agent_voice(locale: VoiceLocale, voice: str) -> VoiceLocale:
+    """The locale speaking the agent's own voice (shared/voices.py), when it can."""
+    chosen = None if locale.fallback else loop_voice(voice, locale.say_language, locale.say_voice)
+    if chosen is None:
+        # Not a voice of this language (or none of that gender here): the locale's own; the
+        # loop logs it once a call (voice_loop.voice_fallback), not on every turn.
+        return VoiceLocale(
+            locale.gather_language, locale.say_voice, locale.say_language,
+            locale.phrase_language, fallback=locale.fallback, voice_fallback=True,
+        )  # fmt: skip
+    return VoiceLocale(locale.gather_language, chosen.name, chosen.locale, locale.phrase_language)
 
 
 def supported_tags() -> list[str]:

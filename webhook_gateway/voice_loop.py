@@ -6,6 +6,13 @@ under `<CallSid>:turn:<n>:user`, and the reply under `...:assistant`, so a Twili
 same request never stores or generates twice. A slow model never holds a request past the
 turn deadline: the caller hears a filler and Twilio comes back on a `<Redirect>` to collect.
 
+A caller may speak or type on the keypad (`Digits`): the agent's hand-off key transfers at
+once, other entries reach the model as the caller's words. Silence is counted in the
+`<Gather>`'s empty waits against the idle timers; model failures in a row are counted in the
+turn URLs and hand the caller to a person when the agent has one. Every ending says its line
+before `<Hangup/>` in the same document. A warm hand-off rings the person with a briefing on
+their leg first (`/whisper`), and bridges only when they press 1.
+
 Reply tasks live in this process (kept by Services.spawn). Another instance that gets
 the collect request finds the reply in Postgres once stored; if the task is not there (other
 instance still generating, or a restart), it generates from the stored words itself and the
@@ -16,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -34,12 +40,13 @@ from shared.provider_ids import greeting_id, reply_turn_id, user_turn_id
 from shared.providers.chat import ChatFailed
 from shared.routing import InboundTarget
 from shared.services import Services
+from shared.settings import Settings
 from webhook_gateway import voice_twiml as tw
 from webhook_gateway.voice_languages import DEFAULT_TAG, VoiceLocale, voice_locale
+from webhook_gateway.voice_tasks import ReplyTasks
+from webhook_gateway.voice_warm_handoff import WarmHandOff
 
 logger = logging.getLogger("webhook_gateway.voice")
-
-ReplyKey = tuple[str, int]  # (CallSid, turn)
 
 
 @dataclass(frozen=True)
@@ -51,44 +58,20 @@ class IncomingCall:
     to_number: str
 
 
-class ReplyTasks:
-    """Reply generations under way in this process, one per (CallSid, turn).
+@dataclass(frozen=True)
+class IdleRule:
+    """Caller silence, in empty `<Gather>` waits of `wait_seconds` each: "are you still
+    there?" after `prompt_after` of them, goodbye and hang-up after `goodbye_after`."""
 
-    A finished reply is in Postgres, so its task is dropped; a failed one (None) is kept until
-    the call ends, so a collect tells "failed" apart from "never started here".
-    """
+    prompt_after: int
+    goodbye_after: int
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        self._tasks: dict[ReplyKey, asyncio.Task[str | None]] = {}
-
-    def get(self, key: ReplyKey) -> asyncio.Task[str | None] | None:
-        return self._tasks.get(key)
-
-    def get_or_start(
-        self, key: ReplyKey, coro: Coroutine[Any, Any, str | None]
-    ) -> asyncio.Task[str | None]:
-        task = self._tasks.get(key)
-        if task is not None:
-            coro.close()  # not needed: the turn is already being answered
-            return task
-        task = self._services.spawn(coro, name=f"voice.reply:{key[0]}:{key[1]}")
-        self._tasks[key] = task
-
-        def forget(done: asyncio.Task[str | None]) -> None:
-            if not done.cancelled() and done.exception() is None and done.result() is not None:
-                self._tasks.pop(key, None)
-
-        task.add_done_callback(forget)
-        return task
-
-    def forget_call(self, call_sid: str) -> None:
-        for key in [k for k in self._tasks if k[0] == call_sid]:
-            if self._tasks[key].done():
-                del self._tasks[key]
-
-    def __len__(self) -> int:
-        return len(self._tasks)
+    @classmethod
+    def for_agent(cls, agent: Agent, settings: Settings, wait_seconds: int) -> IdleRule:
+        prompt = agent.idle_prompt_seconds or settings.calls.idle_prompt_seconds
+        goodbye = agent.idle_goodbye_seconds or settings.calls.idle_goodbye_seconds
+        first = max(1, math.ceil(prompt / wait_seconds))
+        return cls(first, first + max(1, math.ceil(goodbye / wait_seconds)))
 
 
 class VoiceLoop:
@@ -98,6 +81,7 @@ class VoiceLoop:
         self.links = tw.VoiceLinks(services.settings.public_base_url)
         self.tuning = tw.GatherTuning.from_settings(services.settings)
         self.replies = ReplyTasks(services)
+        self.warm = WarmHandOff(services, self.links)
 
     # --- answering -------------------------------------------------------------------------
 
@@ -190,7 +174,16 @@ class VoiceLoop:
     async def _greet(
         self, conn: Connection, call: calls.Call, agent: Agent, locale: VoiceLocale
     ) -> VoiceResponse:
-        text = agent.greeting.strip() or line("default_greeting", locale.phrase_language)
+        words = locale.phrase_language
+        text = agent.greeting.strip() or line("default_greeting", words)
+        if agent.handoff_number and agent.handoff_digit:
+            text += " " + line("press_for_person", words).format(digit=agent.handoff_digit)
+        if locale.voice_fallback:  # once a call, not on every turn
+            logger.info(
+                "voice_loop.voice_fallback",
+                extra={"call_sid": call.call_sid, "voice": (agent.voice or "")[:60],
+                       "language": agent.language, "fallback": locale.say_voice},
+            )  # fmt: skip
         await conversations.add_message(
             conn, call.conversation_id, direction="outbound", role="assistant", body=text,
             provider_id=greeting_id(call.call_sid),
@@ -201,12 +194,23 @@ class VoiceLoop:
             links=self.links,
             tuning=self.tuning,
             record=self.settings.voice.record_calls,
+            finish_on_key=tw.finish_key(agent.handoff_digit),
         )
 
     # --- turns -----------------------------------------------------------------------------
 
-    async def turn(self, call_sid: str, turn: int, silent: int, speech: str) -> VoiceResponse:
-        """A `<Gather>` result: store the words, answer within the deadline, listen again."""
+    async def turn(
+        self,
+        call_sid: str,
+        turn: int,
+        silent: int,
+        speech: str,
+        *,
+        digits: str = "",
+        failed: int = 0,
+    ) -> VoiceResponse:
+        """A `<Gather>` result (words or a keypad entry): store it, answer within the
+        deadline, listen again."""
         speech = speech.strip()
         async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
@@ -215,32 +219,62 @@ class VoiceLoop:
             call, agent = loaded
             locale = self._locale(agent)
             words = locale.phrase_language
+            # Keypad entries are stored as what was pressed, and so reach the model too.
+            text = line("keypad_entry", words).format(digits=digits) if digits else speech
             said = None
-            if speech:
+            if text:
                 said = await conversations.add_message(
-                    conn, call.conversation_id, direction="inbound", role="user", body=speech,
+                    conn, call.conversation_id, direction="inbound", role="user", body=text,
                     provider_id=user_turn_id(call_sid, turn),
                 )  # fmt: skip
             if self._time_up(call, agent):
                 logger.info("voice.max_call_length", extra={"call_sid": call_sid})
                 return tw.say_and_hang_up(locale, line("time_up", words))
             if said is None:
-                silent += 1
-                if silent >= self.settings.voice.max_silent_turns:
-                    logger.info("voice.silence_goodbye", extra={"call_sid": call_sid})
-                    return tw.say_and_hang_up(locale, line("goodbye", words))
-                return self._listen(locale, line("reprompt", words), self.links.turn(turn, silent))
-            if agent.handoff_number and asks_for_human(speech, words):
+                return self._silence(call_sid, agent, locale, turn, silent + 1, failed)
+            if digits:
+                logger.info(
+                    "voice.keypad_entry",  # the length only: an entry may be an account number
+                    extra={"call_sid": call_sid, "turn": turn, "digits": len(digits)},
+                )
+            if self._wants_person(agent, speech, digits, words):
                 return await self._hand_off(conn, call, agent, locale, turn)
             stored = await conversations.get_message_by_provider_id(
                 conn, reply_turn_id(call_sid, turn)
             )
         if stored is not None:  # Twilio retried a turn we already answered
-            return self._listen(locale, stored.body, self.links.turn(turn + 1))
+            return self._listen(agent, locale, stored.body, self.links.turn(turn + 1))
         task = self.replies.get_or_start((call_sid, turn), self._generate(call, agent, turn, said))
-        return await self._say_reply(task, call_sid, turn, 0, locale)
+        return await self._say_reply(task, call, agent, turn, 0, failed, locale)
 
-    async def collect(self, call_sid: str, turn: int, wait: int) -> VoiceResponse:
+    def _silence(
+        self, call_sid: str, agent: Agent, locale: VoiceLocale, turn: int, silent: int, failed: int
+    ) -> VoiceResponse:
+        """One more empty wait: listen on quietly, ask whether the caller is still there, or
+        say goodbye and hang up (settings.calls idle timers, the agent's own if it has them)."""
+        rule = IdleRule.for_agent(agent, self.settings, self.tuning.timeout)
+        words = locale.phrase_language
+        if silent >= rule.goodbye_after:
+            logger.info("voice.idle_goodbye", extra={"call_sid": call_sid, "silent": silent})
+            return tw.say_and_hang_up(locale, line("idle_goodbye", words))
+        text = None
+        if silent == rule.prompt_after:
+            logger.info("voice.idle_prompt", extra={"call_sid": call_sid, "silent": silent})
+            text = line("still_there", words)
+        return self._listen(agent, locale, text, self.links.turn(turn, silent, failed))
+
+    @staticmethod
+    def _wants_person(agent: Agent, speech: str, digits: str, words: str) -> bool:
+        """The hand-off key pressed alone, or a spoken request for a person."""
+        if not agent.handoff_number:
+            return False
+        if digits:
+            return bool(agent.handoff_digit) and digits == agent.handoff_digit
+        return asks_for_human(speech, words)
+
+    async def collect(
+        self, call_sid: str, turn: int, wait: int, *, failed: int = 0
+    ) -> VoiceResponse:
         """The `<Redirect>` after a filler: say the reply once it is ready."""
         async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
@@ -252,28 +286,29 @@ class VoiceLoop:
                 conn, reply_turn_id(call_sid, turn)
             )
             if stored is not None:
-                return self._listen(locale, stored.body, self.links.turn(turn + 1))
+                return self._listen(agent, locale, stored.body, self.links.turn(turn + 1))
             task = self.replies.get((call_sid, turn))
             if task is None:
                 said = await conversations.get_message_by_provider_id(
                     conn, user_turn_id(call_sid, turn)
                 )
                 if said is None:  # nothing to answer: ask again
-                    return self._listen(
-                        locale, line("reprompt", locale.phrase_language), self.links.turn(turn)
-                    )
+                    reprompt = line("reprompt", locale.phrase_language)
+                    return self._listen(agent, locale, reprompt, self.links.turn(turn))
                 logger.info("voice.reply_resumed", extra={"call_sid": call_sid, "turn": turn})
                 task = self.replies.get_or_start(
                     (call_sid, turn), self._generate(call, agent, turn, said)
                 )
-        return await self._say_reply(task, call_sid, turn, wait, locale)
+        return await self._say_reply(task, call, agent, turn, wait, failed, locale)
 
     async def _say_reply(
         self,
         task: asyncio.Task[str | None],
-        call_sid: str,
+        call: calls.Call,
+        agent: Agent,
         turn: int,
         wait: int,
+        failed: int,
         locale: VoiceLocale,
     ) -> VoiceResponse:
         words = locale.phrase_language
@@ -282,18 +317,35 @@ class VoiceLoop:
             if wait == 0
             else self.settings.voice.collect_wait_seconds
         )
+        log = {"call_sid": call.call_sid, "turn": turn}
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), timeout=deadline)
         except TimeoutError:
             if wait >= self.settings.voice.max_collect_waits:
-                logger.warning("voice.reply_gave_up", extra={"call_sid": call_sid, "turn": turn})
-                return self._listen(locale, line("apology", words), self.links.turn(turn + 1))
-            logger.info("voice.reply_slow", extra={"call_sid": call_sid, "turn": turn})
+                logger.warning("voice.reply_gave_up", extra=log)
+                return await self._failed_turn(call, agent, locale, turn, failed)
+            logger.info("voice.reply_slow", extra=log)
             filler = line("filler" if wait == 0 else "still_waiting", words)
-            return tw.say_then_redirect(locale, filler, self.links.collect(turn, wait + 1))
+            return tw.say_then_redirect(locale, filler, self.links.collect(turn, wait + 1, failed))
         if reply is None:
-            return self._listen(locale, line("apology", words), self.links.turn(turn + 1))
-        return self._listen(locale, reply, self.links.turn(turn + 1))
+            return await self._failed_turn(call, agent, locale, turn, failed)
+        return self._listen(agent, locale, reply, self.links.turn(turn + 1))
+
+    async def _failed_turn(
+        self, call: calls.Call, agent: Agent, locale: VoiceLocale, turn: int, failed: int
+    ) -> VoiceResponse:
+        """No reply: apologise and go on, or, after failures_before_handoff in a row, hand
+        the caller to a person when the agent has one (never silence)."""
+        failed += 1
+        if agent.handoff_number and failed >= self.settings.calls.failures_before_handoff:
+            logger.warning(
+                "voice.failures_hand_off",
+                extra={"call_sid": call.call_sid, "turn": turn, "failed": failed},
+            )
+            async with self.services.pool.acquire() as conn:
+                return await self._hand_off(conn, call, agent, locale, turn)
+        apology = line("apology", locale.phrase_language)
+        return self._listen(agent, locale, apology, self.links.turn(turn + 1, failed=failed))
 
     async def _generate(
         self, call: calls.Call, agent: Agent, turn: int, said: StoredMessage
@@ -319,6 +371,8 @@ class VoiceLoop:
             )  # fmt: skip
         return stored.body  # another instance's reply wins if it was stored first
 
+    # --- hand-off --------------------------------------------------------------------------
+
     async def _hand_off(
         self,
         conn: Connection,
@@ -328,30 +382,70 @@ class VoiceLoop:
         turn: int,
     ) -> VoiceResponse:
         assert agent.handoff_number
-        text = line("connecting", locale.phrase_language)
+        warm = agent.handoff_mode == "warm"
+        text = line("hold" if warm else "connecting", locale.phrase_language)
         await conversations.add_message(
             conn, call.conversation_id, direction="outbound", role="assistant", body=text,
             provider_id=reply_turn_id(call.call_sid, turn),
         )  # fmt: skip
-        await conversations.mark_handed_off(conn, call.conversation_id)
-        logger.info(
-            "voice.handed_off",
-            extra={"call_sid": call.call_sid, "conversation": str(call.conversation_id)},
-        )
-        action = self.links.handoff_status(turn + 1)
-        return tw.dial_person(locale, text, agent.handoff_number, action=action)
+        log = {"call_sid": call.call_sid, "conversation": str(call.conversation_id)}
+        action = self.links.handoff_status(turn + 1, warm=warm)
+        if not warm:
+            await conversations.mark_handed_off(conn, call.conversation_id)
+            logger.info("voice.handed_off", extra=log)
+            return tw.dial_person(locale, text, agent.handoff_number, action=action)
+        # Warm: the conversation is handed off only once the person accepts.
+        logger.info("voice.warm_handoff_ringing", extra=log)
+        return self.warm.ring(call, agent, locale, text, turn, action=action)
 
-    async def handoff_ended(self, call_sid: str, dial_status: str, turn: int) -> VoiceResponse:
-        """The person's leg ended: the call is over, or nobody answered and the agent resumes."""
-        if dial_status in tw.SIP_LEG_ANSWERED:
+    async def whisper(self, call_sid: str, turn: int) -> VoiceResponse:
+        """The person answered a warm hand-off of `call_sid`: brief them, ask them to accept."""
+        async with self.services.pool.acquire() as conn:
+            loaded = await self._load(conn, call_sid)
+        if loaded is None:  # the caller is gone: nothing to bridge
+            logger.info("voice.warm_caller_gone", extra={"call_sid": call_sid, "turn": turn})
+            return tw.hang_up()
+        call, agent = loaded
+        return await self.warm.brief(call, agent, self._locale(agent), turn)
+
+    async def whisper_answered(self, call_sid: str, turn: int, digits: str) -> VoiceResponse:
+        """1 accepts: an empty document ends the person's TwiML and Twilio bridges them to
+        the caller. Anything else, or nothing, hangs up their leg: declined."""
+        log = {"call_sid": call_sid, "turn": turn}
+        if digits != "1":
+            logger.info("voice.warm_declined", extra=log)
             return tw.hang_up()
         async with self.services.pool.acquire() as conn:
             loaded = await self._load(conn, call_sid)
-        if loaded is None:
+            if loaded is None:
+                return tw.hang_up()
+            await conversations.mark_handed_off(conn, loaded[0].conversation_id)
+        logger.info("voice.warm_accepted", extra=log)
+        return VoiceResponse()
+
+    async def handoff_ended(
+        self, call_sid: str, dial_status: str, turn: int, *, warm: bool = False
+    ) -> VoiceResponse:
+        """The person's leg ended: the call is over, or nobody took it and the agent resumes."""
+        if dial_status in tw.SIP_LEG_ANSWERED and not warm:
             return tw.hang_up()
-        locale = self._locale(loaded[1])
-        text = line("transfer_failed", locale.phrase_language)
-        return self._listen(locale, text, self.links.turn(turn))
+        async with self.services.pool.acquire() as conn:
+            loaded = await self._load(conn, call_sid)
+            if loaded is None:
+                return tw.hang_up()
+            call, agent = loaded
+            if dial_status in tw.SIP_LEG_ANSWERED:
+                # A declined briefing ends an answered leg too: taken only if 1 was pressed.
+                conversation = await conversations.get_conversation(conn, call.conversation_id)
+                if conversation["handed_off"]:
+                    return tw.hang_up()
+        logger.info(
+            "voice.handoff_unanswered",
+            extra={"call_sid": call_sid, "dial_status": dial_status, "warm": warm},
+        )
+        locale = self._locale(agent)
+        text = line("nobody_answered" if warm else "transfer_failed", locale.phrase_language)
+        return self._listen(agent, locale, text, self.links.turn(turn))
 
     # --- callbacks -------------------------------------------------------------------------
 
@@ -363,6 +457,7 @@ class VoiceLoop:
                     conn, call_sid, status=status, duration_seconds=duration_seconds
                 )
                 self.replies.forget_call(call_sid)
+                self.warm.forget_call(call_sid)
                 logger.info(
                     "voice.call_finished",
                     extra={"call_sid": call_sid, "status": status,
@@ -390,8 +485,13 @@ class VoiceLoop:
             return voice_locale(DEFAULT_TAG)
         return voice_locale(agent.language, agent.voice)
 
-    def _listen(self, locale: VoiceLocale, text: str, action: str) -> VoiceResponse:
-        return tw.say_and_listen(locale, text, action=action, tuning=self.tuning)
+    def _listen(
+        self, agent: Agent, locale: VoiceLocale, text: str | None, action: str
+    ) -> VoiceResponse:
+        return tw.say_and_listen(
+            locale, text, action=action, tuning=self.tuning,
+            finish_on_key=tw.finish_key(agent.handoff_digit),
+        )  # fmt: skip
 
     @staticmethod
     def _time_up(call: calls.Call, agent: Agent) -> bool:

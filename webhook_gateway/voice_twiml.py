@@ -8,6 +8,7 @@ gateway instance can serve the next request.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -28,14 +29,17 @@ class VoiceLinks:
 
     base_url: str
 
-    def _url(self, path: str, **query: int) -> str:
+    def _url(self, path: str, **query: int | str) -> str:
         return f"{self.base_url}/twilio-voice{path}" + (f"?{urlencode(query)}" if query else "")
 
-    def turn(self, turn: int, silent: int = 0) -> str:
-        return self._url("/turn", turn=turn, silent=silent)
+    def turn(self, turn: int, silent: int = 0, failed: int = 0) -> str:
+        # `failed` (model failures in a row) only when there are some: URLs stay short.
+        extra = {"failed": failed} if failed else {}
+        return self._url("/turn", turn=turn, silent=silent, **extra)
 
-    def collect(self, turn: int, wait: int) -> str:
-        return self._url("/collect", turn=turn, wait=wait)
+    def collect(self, turn: int, wait: int, failed: int = 0) -> str:
+        extra = {"failed": failed} if failed else {}
+        return self._url("/collect", turn=turn, wait=wait, **extra)
 
     @property
     def recording_status(self) -> str:
@@ -45,12 +49,29 @@ class VoiceLinks:
     def dial_status(self) -> str:
         return self._url("/dial-status")
 
-    def handoff_status(self, resume_turn: int) -> str:
-        return self._url("/handoff-status", turn=resume_turn)
+    def handoff_status(self, resume_turn: int, *, warm: bool = False) -> str:
+        extra = {"warm": 1} if warm else {}
+        return self._url("/handoff-status", turn=resume_turn, **extra)
+
+    def whisper(self, call_sid: str, turn: int) -> str:
+        """What the person who answers a warm hand-off hears (their leg; the caller's CallSid
+        rides in the URL Twilio signs, so the route knows whose call it is)."""
+        return self._url("/whisper", call=call_sid, turn=turn)
+
+    def whisper_answer(self, call_sid: str, turn: int) -> str:
+        return self._url("/whisper-answer", call=call_sid, turn=turn)
 
 
 @dataclass(frozen=True)
 class GatherTuning:
+    """How every `<Gather>` of the loop listens.
+
+    `timeout` is Twilio's one wait for input: before the first word or key, and between keys.
+    It is the keypad's inter-digit pause (settings.calls.keypad_digit_timeout_seconds), so an
+    entry ends soon after the last key; a silence is then made of several such waits, and the
+    loop counts them against the idle timers (voice_loop.IdleRule).
+    """
+
     speech_timeout: int
     timeout: int
     speech_model: str | None
@@ -59,7 +80,7 @@ class GatherTuning:
     def from_settings(cls, settings: Settings) -> GatherTuning:
         return cls(
             speech_timeout=settings.voice.speech_timeout_seconds,
-            timeout=settings.voice.gather_timeout_seconds,
+            timeout=max(1, math.ceil(settings.calls.keypad_digit_timeout_seconds)),
             speech_model=settings.voice.speech_model,
         )
 
@@ -68,15 +89,22 @@ def _say(parent: VoiceResponse | Gather, locale: VoiceLocale, text: str) -> None
     parent.say(text, voice=locale.say_voice, language=locale.say_language)
 
 
+def finish_key(handoff_digit: str) -> str:
+    """`#` ends a keypad entry, unless `#` is the agent's hand-off key: then `*` does."""
+    return "*" if handoff_digit == "#" else "#"
+
+
 def say_and_listen(
     locale: VoiceLocale,
-    text: str,
+    text: str | None,
     *,
     action: str,
     tuning: GatherTuning,
+    finish_on_key: str = "#",
     response: VoiceResponse | None = None,
 ) -> VoiceResponse:
-    """Say `text` (the caller may barge in) and gather the next utterance at `action`.
+    """Say `text` (the caller may barge in; None: listen quietly) and gather the next
+    utterance or keypad entry at `action`.
 
     With actionOnEmptyResult Twilio posts to `action` even on silence; the `<Redirect>` to the
     same URL is the safety net should the gather end any other way.
@@ -86,16 +114,18 @@ def say_and_listen(
     if tuning.speech_model:
         extra["speech_model"] = tuning.speech_model
     gather = response.gather(
-        input="speech",
+        input="dtmf speech",
         action=action,
         method="POST",
         language=locale.gather_language,
         speech_timeout=str(tuning.speech_timeout),
         timeout=tuning.timeout,
+        finish_on_key=finish_on_key,
         action_on_empty_result=True,
         **extra,
     )
-    _say(gather, locale, text)
+    if text:
+        _say(gather, locale, text)
     response.redirect(action, method="POST")
     return response
 
@@ -107,6 +137,7 @@ def greeting(
     links: VoiceLinks,
     tuning: GatherTuning,
     record: bool,
+    finish_on_key: str = "#",
 ) -> VoiceResponse:
     """The first answer of the loop: start recording the whole call, greet, listen."""
     response = VoiceResponse()
@@ -119,7 +150,10 @@ def greeting(
             channels="dual",
             track="both",
         )
-    return say_and_listen(locale, text, action=links.turn(1), tuning=tuning, response=response)
+    return say_and_listen(
+        locale, text, action=links.turn(1), tuning=tuning, finish_on_key=finish_on_key,
+        response=response,
+    )  # fmt: skip
 
 
 def say_then_redirect(locale: VoiceLocale, text: str, url: str) -> VoiceResponse:
@@ -131,6 +165,8 @@ def say_then_redirect(locale: VoiceLocale, text: str, url: str) -> VoiceResponse
 
 
 def say_and_hang_up(locale: VoiceLocale, text: str) -> VoiceResponse:
+    """A goodbye, then the hang-up, in one document: Twilio plays a `<Say>` to its end before
+    the next verb, so the caller hears the whole line before the line drops."""
     response = VoiceResponse()
     _say(response, locale, text)
     response.hangup()
@@ -188,4 +224,41 @@ def dial_person(locale: VoiceLocale, text: str, number: str, *, action: str) -> 
     response = VoiceResponse()
     _say(response, locale, text)
     response.dial(number, action=action, method="POST")
+    return response
+
+
+# How long the person who answers a warm hand-off has to press 1 after the prompt.
+ACCEPT_WAIT_SECONDS = 6
+
+
+def dial_person_warm(
+    locale: VoiceLocale,
+    text: str,
+    number: str,
+    *,
+    action: str,
+    whisper_url: str,
+    ring_seconds: int,
+) -> VoiceResponse:
+    """Say the hold line, then ring the person; their leg runs `whisper_url` first (the
+    summary and accept-or-decline) and only then is bridged to the caller."""
+    response = VoiceResponse()
+    _say(response, locale, text)
+    dial = Dial(action=action, method="POST", timeout=ring_seconds)
+    dial.number(number, url=whisper_url, method="POST")
+    response.append(dial)
+    return response
+
+
+def whisper(locale: VoiceLocale, lines: list[str], *, action: str) -> VoiceResponse:
+    """The person's leg: the briefing and one key to accept; silence hangs their leg up."""
+    response = VoiceResponse()
+    gather = response.gather(
+        input="dtmf", num_digits=1, action=action, method="POST",
+        timeout=ACCEPT_WAIT_SECONDS, action_on_empty_result=True,
+    )  # fmt: skip
+    for text in lines:
+        if text:
+            _say(gather, locale, text)
+    response.hangup()
     return response

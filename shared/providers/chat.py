@@ -122,6 +122,40 @@ class TextChat:
             "max_tokens": 300 if medium == "voice" else 400,
             "temperature": 0.4,
         }
+        async for text in self._stream(payload):
+            yield text
+
+    async def complete(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        model: str | None,
+        max_tokens: int,
+        deadline_seconds: float,
+    ) -> str:
+        """The whole answer to prompt `messages` built by the caller (e.g. a hand-off
+        summary), within the deadline; ChatFailed when there is none."""
+        payload = {
+            "model": model or self._settings.openai.chat_model,
+            "messages": list(messages),
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": 0.2,
+        }
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                async for part in self._stream(payload):
+                    parts.append(part)
+        except TimeoutError as exc:
+            raise ChatTimeoutError(f"chat model gave no answer within {deadline_seconds}s") from exc
+        text = xml_safe("".join(parts)).strip()
+        if not text:
+            raise ChatBadOutput("chat model returned an empty answer", retryable=True)
+        return text
+
+    async def _stream(self, payload: dict[str, Any]) -> AsyncIterator[str]:
+        """The answer's text as it streams; ChatFailed when the model fails."""
         finished = done = False
         try:
             async with self._open_stream(payload) as response:

@@ -10,6 +10,10 @@ numbers it is given (`shared.channels.voice_numbers`):
   worker's agent.
 
 Running it again updates both in place; it never creates a second trunk or rule.
+
+`sync_outbound_sip` does the same for the outbound trunk a warm hand-off dials the person
+through (found by name, `LIVEKIT_SIP_OUTBOUND_TRUNK_NAME`; the worker looks it up with
+`find_outbound_trunk` when a hand-off starts, so no trunk id needs configuring).
 """
 
 from __future__ import annotations
@@ -55,6 +59,46 @@ def inbound_trunk(settings: Settings, numbers: list[str]) -> api.SIPInboundTrunk
         auth_password=settings.livekit.sip_auth_password or "",
         headers_to_attributes={CALL_SID_HEADER: CALL_SID_ATTRIBUTE},
     )
+
+
+@dataclass(frozen=True)
+class OutboundSetup:
+    """The outbound trunk after a sync."""
+
+    trunk_id: str
+    address: str
+    numbers: list[str]
+    created: bool
+
+
+_TRANSPORTS = {
+    "auto": api.SIPTransport.SIP_TRANSPORT_AUTO,
+    "udp": api.SIPTransport.SIP_TRANSPORT_UDP,
+    "tcp": api.SIPTransport.SIP_TRANSPORT_TCP,
+    "tls": api.SIPTransport.SIP_TRANSPORT_TLS,
+}
+
+
+def outbound_trunk(settings: Settings, numbers: list[str]) -> api.SIPOutboundTrunkInfo:
+    """The trunk we want: the carrier's address and credentials, our caller IDs."""
+    lk = settings.livekit
+    assert lk.sip_outbound_address is not None
+    return api.SIPOutboundTrunkInfo(
+        name=lk.sip_outbound_trunk_name,
+        address=lk.sip_outbound_address,
+        transport=_TRANSPORTS[lk.sip_outbound_transport],
+        # The person sees our number calling, the one set for hand-offs or our voice lines.
+        numbers=[lk.sip_outbound_number] if lk.sip_outbound_number else numbers,
+        auth_username=lk.sip_outbound_auth_username or "",
+        auth_password=lk.sip_outbound_auth_password or "",
+    )
+
+
+async def find_outbound_trunk(lk: api.LiveKitAPI, name: str) -> api.SIPOutboundTrunkInfo | None:
+    """The outbound trunk called `name` (the oldest id if an operator made two)."""
+    listed = await lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())
+    matches = sorted((t for t in listed.items if t.name == name), key=lambda t: t.sip_trunk_id)
+    return matches[0] if matches else None
 
 
 def dispatch_rule(settings: Settings, trunk_id: str) -> api.SIPDispatchRuleInfo:
@@ -109,6 +153,33 @@ async def _upsert_rule(
     return await lk.sip.update_dispatch_rule(found.sip_dispatch_rule_id, wanted), False
 
 
+def _client(settings: Settings) -> api.LiveKitAPI:
+    settings.require("livekit.url", "livekit.api_key", "livekit.api_secret")
+    assert settings.livekit.url is not None
+    return api.LiveKitAPI(
+        url=settings.livekit.url,
+        api_key=settings.livekit.api_key,
+        api_secret=settings.livekit.api_secret,
+    )
+
+
+_SETUP_ERRORS: tuple[type[Exception], ...] = (api.ServerError, *TRANSPORT_ERRORS)
+
+
+def _provider_error(exc: BaseException) -> Exception:
+    """LiveKit's refusal or a transport failure as our provider error."""
+    if isinstance(exc, api.ServerError):
+        return ProviderStatusError(
+            f"LiveKit refused the SIP setup: {exc.code}: {exc.message}",
+            status=exc.status,
+            retryable=exc.status >= 500,
+            body=exc.message,
+        )
+    if never_sent(exc):
+        return ProviderConnectionError(f"LiveKit unreachable: {exc!r}")
+    return ProviderTimeoutError(f"LiveKit gave no whole answer: {exc!r}")
+
+
 async def sync_inbound_sip(settings: Settings, numbers: list[str]) -> SipSetup:
     """Create or update the inbound trunk for `numbers` and its dispatch rule."""
     settings.require("livekit.url", "livekit.api_key", "livekit.api_secret")
@@ -117,26 +188,12 @@ async def sync_inbound_sip(settings: Settings, numbers: list[str]) -> SipSetup:
         raise InvalidInput("no voice number is connected; connect a voice channel first")
     if not settings.livekit.sip_allowed_addresses and not settings.livekit.sip_auth_username:
         logger.warning("livekit_sip.open_trunk", extra={"reason": "no addresses and no auth"})
-    assert settings.livekit.url is not None
-    lk = api.LiveKitAPI(
-        url=settings.livekit.url,
-        api_key=settings.livekit.api_key,
-        api_secret=settings.livekit.api_secret,
-    )
+    lk = _client(settings)
     try:
         trunk, trunk_created = await _upsert_trunk(lk, inbound_trunk(settings, numbers))
         rule, rule_created = await _upsert_rule(lk, dispatch_rule(settings, trunk.sip_trunk_id))
-    except api.ServerError as exc:
-        raise ProviderStatusError(
-            f"LiveKit refused the SIP setup: {exc.code}: {exc.message}",
-            status=exc.status,
-            retryable=exc.status >= 500,
-            body=exc.message,
-        ) from exc
-    except TRANSPORT_ERRORS as exc:
-        if never_sent(exc):
-            raise ProviderConnectionError(f"LiveKit unreachable: {exc!r}") from exc
-        raise ProviderTimeoutError(f"LiveKit gave no whole answer: {exc!r}") from exc
+    except _SETUP_ERRORS as exc:
+        raise _provider_error(exc) from exc
     finally:
         await lk.aclose()
     setup = SipSetup(
@@ -151,5 +208,42 @@ async def sync_inbound_sip(settings: Settings, numbers: list[str]) -> SipSetup:
         extra={"trunk": setup.trunk_id, "rule": setup.dispatch_rule_id,
                "numbers": len(setup.numbers), "trunk_created": trunk_created,
                "rule_created": rule_created},
+    )  # fmt: skip
+    return setup
+
+
+async def sync_outbound_sip(settings: Settings, numbers: list[str]) -> OutboundSetup | None:
+    """Create or update the outbound trunk; None when no outbound address is configured."""
+    if not settings.livekit.sip_outbound_address:
+        return None
+    if not numbers and not settings.livekit.sip_outbound_number:
+        raise InvalidInput(
+            "the outbound trunk needs a caller ID: set LIVEKIT_SIP_OUTBOUND_NUMBER"
+            " or connect a voice channel"
+        )
+    wanted = outbound_trunk(settings, numbers)
+    lk = _client(settings)
+    try:
+        found = await find_outbound_trunk(lk, wanted.name)
+        if found is None:
+            trunk = await lk.sip.create_outbound_trunk(
+                api.CreateSIPOutboundTrunkRequest(trunk=wanted)
+            )
+        else:
+            trunk = await lk.sip.update_outbound_trunk(found.sip_trunk_id, wanted)
+    except _SETUP_ERRORS as exc:
+        raise _provider_error(exc) from exc
+    finally:
+        await lk.aclose()
+    setup = OutboundSetup(
+        trunk_id=trunk.sip_trunk_id,
+        address=trunk.address,
+        numbers=list(trunk.numbers),
+        created=found is None,
+    )
+    logger.info(
+        "livekit_sip.outbound_synced",
+        extra={"trunk": setup.trunk_id, "address": setup.address,
+               "numbers": len(setup.numbers), "created": setup.created},
     )  # fmt: skip
     return setup

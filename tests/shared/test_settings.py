@@ -25,6 +25,17 @@ def test_group_validation_names_the_setting() -> None:
         Settings(_env_file=None, worker={"input_sample_rate": 22050})  # type: ignore[call-arg]
 
 
+def test_streaming_transcription_is_on_by_default_and_a_realtime_only_model_needs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).openai.stt_streaming is True  # type: ignore[call-arg]
+    monkeypatch.setenv("OPENAI_STT_STREAMING", "false")
+    assert Settings(_env_file=None).openai.stt_streaming is False  # type: ignore[call-arg]
+    monkeypatch.setenv("OPENAI_STT_MODEL", "gpt-live-transcribe")
+    with pytest.raises(ValueError, match="OPENAI_STT_STREAMING=true"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize(
     ("process", "env", "missing"),
     [

@@ -23,6 +23,9 @@ from tests.support.audio import CallerAudio, rms
 SAMPLE_RATE = 8_000
 PACKET_SAMPLES = 160  # 20 ms
 PCMU = 0
+TELEPHONE_EVENT = 101  # RFC 4733 keypad events, as call.xml's SDP offers them
+_EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
+_EVENT_PACKETS = 5  # 100 ms of a key held down, then three end-of-event packets
 
 _BIAS = 0x84
 
@@ -65,6 +68,9 @@ class RtpPeer(CallerAudio, asyncio.DatagramProtocol):
     _sender: asyncio.Task[None] | None = None
     _seq: int = 0
     _timestamp: int = 0
+    _keys: list[str] = field(default_factory=list)  # keypad presses waiting to be sent
+    _event_step: int = 0
+    _event_timestamp: int = 0
 
     @property
     def port(self) -> int:
@@ -112,6 +118,32 @@ class RtpPeer(CallerAudio, asyncio.DatagramProtocol):
         self._queue.extend(pcm_8k)
         return start
 
+    def press(self, keys: str) -> None:
+        """Press keypad keys: RFC 4733 telephone-events in place of audio, as a phone sends."""
+        self._keys.extend(keys)
+
+    def _event_packet(self) -> bytes | None:
+        """The next telephone-event packet of the key being pressed, or None."""
+        if not self._keys:
+            return None
+        step = self._event_step
+        if step == 0:
+            self._event_timestamp = self._timestamp
+        end = step >= _EVENT_PACKETS
+        duration = min(step + 1, _EVENT_PACKETS) * PACKET_SAMPLES
+        marker = 0x80 if step == 0 else 0
+        header = struct.pack(
+            "!BBHII", 0x80, marker | TELEPHONE_EVENT, self._seq & 0xFFFF,
+            self._event_timestamp & 0xFFFFFFFF, self.ssrc,
+        )  # fmt: skip
+        payload = struct.pack("!BBH", _EVENT_CODES[self._keys[0]], (0x80 if end else 0) | 10,
+                              duration)  # fmt: skip
+        self._event_step += 1
+        if self._event_step >= _EVENT_PACKETS + 3:
+            self._keys.pop(0)
+            self._event_step = 0
+        return header + payload
+
     async def _send_loop(self) -> None:
         interval = PACKET_SAMPLES / SAMPLE_RATE
         next_at = time.monotonic()
@@ -124,7 +156,10 @@ class RtpPeer(CallerAudio, asyncio.DatagramProtocol):
             chunk = chunk.ljust(PACKET_SAMPLES * 2, b"\x00") if chunk else silence
             if speaking and not self._queue and self.speech_ended_at is None:
                 self.speech_ended_at = time.monotonic() + interval
-            if self.remote is not None and self._transport is not None:
+            event = self._event_packet() if self.remote is not None else None
+            if event is not None and self._transport is not None:
+                self._transport.sendto(event, self.remote)
+            elif self.remote is not None and self._transport is not None:
                 header = struct.pack(
                     "!BBHII", 0x80, PCMU, self._seq & 0xFFFF, self._timestamp & 0xFFFFFFFF,
                     self.ssrc,

@@ -114,7 +114,9 @@ class SipBridge:
     @staticmethod
     def config_yaml(livekit: LiveKitServer, redis: RedisServer, sip_port: int,
                     rtp_range: tuple[int, int]) -> str:  # fmt: skip
-        # No health_port: livekit-sip binds it on every interface.
+        # No health_port: livekit-sip binds it on every interface. max_cpu_utilization 1.0:
+        # it refuses outbound calls (a warm hand-off's dial) as "cpu exhausted" above 90 % of
+        # the machine's CPU, which a shared test box reaches while calls run.
         return (
             "\n".join(
                 [
@@ -128,6 +130,7 @@ class SipBridge:
                     f'rtp_port: "{rtp_range[0]}-{rtp_range[1]}"',
                     "use_external_ip: false",
                     "nat_1_to_1_ip: 127.0.0.1",
+                    "max_cpu_utilization: 1.0",
                     "logging:",
                     "  level: debug",
                 ]

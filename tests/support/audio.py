@@ -28,13 +28,26 @@ from tests.support.polling import eventually
 SPEECH_RMS = 500.0  # 16-bit RMS above which received audio counts as the agent speaking
 
 
-def espeak_pcm(text: str, *, voice: str = "en-us", rate: int = 48_000) -> bytes:
-    """Real synthetic speech from Debian's espeak-ng, as 16-bit mono PCM at `rate`."""
+def espeak_pcm(
+    text: str,
+    *,
+    voice: str = "en-us",
+    rate: int = 48_000,
+    words_per_minute: int | None = None,
+    ssml: bool = False,
+) -> bytes:
+    """Real synthetic speech from Debian's espeak-ng, as 16-bit mono PCM at `rate`.
+
+    `ssml`: `text` is SSML, e.g. `<speak>I'd like <break time="700ms"/> a table</speak>`: a
+    pause inside one sentence keeps its intonation going on, as a caller's does."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (scripts/test-deps installs it)")
+    options = ["-v", voice, *(["-m"] if ssml else [])]
+    if words_per_minute:
+        options += ["-s", str(words_per_minute)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+        subprocess.run(["espeak-ng", *options, "-w", str(path), text], check=True)
         with wave.open(str(path), "rb") as w:
             source_rate = w.getframerate()
             pcm = w.readframes(w.getnframes())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared import voices
 from shared.phrases import asks_for_human, line
 from webhook_gateway.voice_languages import supported_tags, voice_locale
 from webhook_gateway.voice_twiml import livekit_sip_uri
@@ -55,15 +56,60 @@ def test_language_without_a_voice_falls_back_to_english_and_says_so(
     assert any(r.message == "voice.language_fallback" for r in caplog.records)
 
 
-def test_agent_may_pick_a_twilio_voice_but_not_an_openai_one() -> None:
-    assert voice_locale("en-GB", "Polly.Brian-Neural").say_voice == "Polly.Brian-Neural"
-    assert voice_locale("en-GB", "alloy").say_voice == "Polly.Amy-Neural"
+@pytest.mark.parametrize(
+    ("language", "voice", "say_voice", "say_language"),
+    [
+        ("en-GB", "Polly.Brian-Neural", "Polly.Brian-Neural", "en-GB"),  # a voice of its own
+        ("en-US", "Google.en-US-Neural2-F", "Google.en-US-Neural2-F", "en-US"),
+        ("en-GB", "Polly.Joanna-Neural", "Polly.Joanna-Neural", "en-US"),  # its own locale
+        ("ar-EG", "Polly.Hala-Neural", "Polly.Hala-Neural", "ar-AE"),
+        ("fr-FR", "Polly.Remi-Neural", "Polly.Remi-Neural", "fr-FR"),
+        # An OpenAI voice: the locale's default when the gender fits, else one that does.
+        ("en-US", "nova", "Polly.Joanna-Neural", "en-US"),
+        ("en-US", "onyx", "Polly.Matthew-Neural", "en-US"),
+        ("ar-SA", "ash", "Polly.Zayd-Neural", "ar-AE"),
+        ("de-DE", "echo", "Polly.Daniel-Neural", "de-DE"),
+        ("tr-TR", "onyx", "Google.tr-TR-Wavenet-B", "tr-TR"),
+        ("ur-PK", "verse", "Google.ur-IN-Standard-B", "ur-IN"),
+    ],
+)
+def test_the_agents_voice_is_spoken_when_it_speaks_the_language(
+    language: str, voice: str, say_voice: str, say_language: str
+) -> None:
+    locale = voice_locale(language, voice)
+    assert (locale.say_voice, locale.say_language) == (say_voice, say_language)
+    assert not locale.voice_fallback
+
+
+@pytest.mark.parametrize(
+    ("language", "voice", "default"),
+    [
+        ("en-GB", "Polly.Lea-Neural", "Polly.Amy-Neural"),  # French voice, English agent
+        ("fr-FR", "Polly.Mystery", "Polly.Lea-Neural"),  # not a voice we know
+        ("ar-EG", "onyx", "Polly.Zeina"),  # no male voice for Modern Standard Arabic
+    ],
+)
+def test_a_voice_that_cannot_speak_the_language_falls_back_to_the_locales_default(
+    language: str, voice: str, default: str
+) -> None:
+    locale = voice_locale(language, voice)
+    assert locale.say_voice == default and locale.voice_fallback
+    assert locale.gather_language == voice_locale(language).gather_language
+
+
+def test_every_locale_default_is_in_the_voice_catalogue() -> None:
+    catalogue = {(v.name, v.locale) for v in voices.LOOP_VOICES}
+    for tag in supported_tags():
+        locale = voice_locale(tag)
+        assert (locale.say_voice, locale.say_language) in catalogue, tag
+        assert voices.loop_voices_for(tag), tag
 
 
 def test_every_table_entry_has_fixed_lines_in_its_language_or_english() -> None:
     for tag in supported_tags():
         locale = voice_locale(tag)
-        for name in ("filler", "reprompt", "goodbye", "time_up", "apology", "unavailable"):
+        for name in ("filler", "reprompt", "goodbye", "time_up", "apology", "unavailable",
+                     "still_there", "idle_goodbye", "hold", "nobody_answered"):  # fmt: skip
             assert line(name, locale.phrase_language)  # type: ignore[arg-type]
     assert line("goodbye", "ar") != line("goodbye", "en")
     assert line("goodbye", "sw") == line("goodbye", "en")

@@ -310,7 +310,8 @@ async def test_hand_off_without_a_number_keeps_the_caller_with_the_agent(
 async def test_max_call_length_warns_then_says_goodbye_and_ends_the_call(
     pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
 ) -> None:
-    line = await voice_line(pool, max_call_seconds=30)  # the shortest an agent allows
+    # The shortest call an agent allows; the silent caller's idle prompt out of its way.
+    line = await voice_line(pool, max_call_seconds=30, idle_prompt_seconds=300)
 
     phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
     greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)

@@ -4,10 +4,12 @@ This is the only place that reads Twilio's voice form fields; everything behind 
 domain terms (voice_loop, voice_recordings). Every route checks Twilio's signature.
 
     POST /twilio-voice                   a call comes in (the number's voice URL)
-    POST /twilio-voice/turn              a <Gather> result (?turn=N&silent=K)
+    POST /twilio-voice/turn              a <Gather> result (?turn=N&silent=K[&failed=F])
     POST /twilio-voice/collect           fetch a slow reply after a filler (?turn=N&wait=K)
     POST /twilio-voice/dial-status       the <Dial><Sip> leg into LiveKit ended
-    POST /twilio-voice/handoff-status    the <Dial> to a person ended (?turn=N)
+    POST /twilio-voice/handoff-status    the <Dial> to a person ended (?turn=N[&warm=1])
+    POST /twilio-voice/whisper           a warm hand-off's person answered (?call=CA..&turn=N)
+    POST /twilio-voice/whisper-answer    their key: 1 accepts, anything else declines
     POST /twilio-voice/status            call progress (the number's status callback URL)
     POST /twilio-voice/recording-status  a call recording is ready
 """
@@ -22,6 +24,7 @@ from fastapi.responses import Response
 
 from webhook_gateway import twilio_fields as fields
 from webhook_gateway.deps import GatewayDep
+from webhook_gateway.gateway import Gateway
 from webhook_gateway.twilio_signature import TwilioRequest, TwilioRequestDep
 from webhook_gateway.twiml import empty_response, twiml
 from webhook_gateway.voice_loop import IncomingCall
@@ -33,6 +36,9 @@ router = APIRouter(prefix="/twilio-voice")
 
 
 MAX_SPEECH_CHARS = 4000  # a <Gather> transcribes at most a minute or so of speech
+# Silent waits in a row a turn URL may carry: the longest idle timers (300 s + 300 s) in
+# waits of one second.
+MAX_SILENT_WAITS = 1000
 
 
 def _call_sid(tw: TwilioRequest) -> str:
@@ -42,6 +48,19 @@ def _call_sid(tw: TwilioRequest) -> str:
 
 def _short(tw: TwilioRequest, name: str) -> str:
     return fields.text(tw.get(name), max_chars=fields.MAX_SHORT_CHARS, field=name)
+
+
+def _keypad(tw: TwilioRequest, gateway: Gateway) -> str:
+    max_digits = gateway.voice.settings.calls.keypad_max_digits
+    return fields.digits(tw.get("Digits"), max_digits=max_digits)
+
+
+def _parent_call(call: str) -> str:
+    """The caller's CallSid a warm hand-off URL carries (Twilio signed it with the URL)."""
+    sid = fields.sid(call, fields.CALL_SID, field="call")
+    if not sid:
+        raise fields.invalid("call is required")
+    return sid
 
 
 def _address(tw: TwilioRequest, name: str) -> str:
@@ -63,11 +82,16 @@ async def gather_turn(
     tw: TwilioRequestDep,
     gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
-    silent: Annotated[int, Query(ge=0, le=100)] = 0,
+    silent: Annotated[int, Query(ge=0, le=MAX_SILENT_WAITS)] = 0,
+    failed: Annotated[int, Query(ge=0, le=100)] = 0,
 ) -> Response:
     # Longer speech is cut, not refused: the caller would hear an application error.
     speech = fields.text(tw.get("SpeechResult"))[:MAX_SPEECH_CHARS]
-    return twiml(await gateway.voice.turn(_call_sid(tw), turn, silent, speech))
+    digits = _keypad(tw, gateway)
+    document = await gateway.voice.turn(
+        _call_sid(tw), turn, silent, speech, digits=digits, failed=failed
+    )
+    return twiml(document)
 
 
 @router.post("/collect")
@@ -76,8 +100,9 @@ async def collect_reply(
     gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
     wait: Annotated[int, Query(ge=0, le=100)] = 1,
+    failed: Annotated[int, Query(ge=0, le=100)] = 0,
 ) -> Response:
-    return twiml(await gateway.voice.collect(_call_sid(tw), turn, wait))
+    return twiml(await gateway.voice.collect(_call_sid(tw), turn, wait, failed=failed))
 
 
 @router.post("/dial-status")
@@ -93,9 +118,34 @@ async def handoff_leg_ended(
     tw: TwilioRequestDep,
     gateway: GatewayDep,
     turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    warm: Annotated[int, Query(ge=0, le=1)] = 0,
 ) -> Response:
     call_sid, dial_status = _call_sid(tw), _short(tw, "DialCallStatus")
-    return twiml(await gateway.voice.handoff_ended(call_sid, dial_status, turn))
+    document = await gateway.voice.handoff_ended(call_sid, dial_status, turn, warm=bool(warm))
+    return twiml(document)
+
+
+@router.post("/whisper")
+async def warm_whisper(
+    tw: TwilioRequestDep,
+    gateway: GatewayDep,
+    call: Annotated[str, Query(max_length=64)] = "",
+    turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    _call_sid(tw)  # the person's own leg: shaped like a CallSid, or refused
+    return twiml(await gateway.voice.whisper(_parent_call(call), turn))
+
+
+@router.post("/whisper-answer")
+async def warm_whisper_answer(
+    tw: TwilioRequestDep,
+    gateway: GatewayDep,
+    call: Annotated[str, Query(max_length=64)] = "",
+    turn: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    _call_sid(tw)
+    digits = _keypad(tw, gateway)
+    return twiml(await gateway.voice.whisper_answered(_parent_call(call), turn, digits))
 
 
 @router.post("/status")
