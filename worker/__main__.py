@@ -26,6 +26,7 @@ from shared import db
 from shared.errors import WasslaError
 from shared.logs import configure_logging
 from shared.settings import Settings
+from worker import providers
 from worker.server import build_server, load_settings
 
 logger = logging.getLogger("worker")
@@ -60,8 +61,10 @@ def _log_in_our_format(settings: Settings) -> None:
 
 
 def main() -> None:
-    # Our VAD is the Silero plugin and turns are VAD-based: never preload the framework's
-    # local end-of-turn model (hundreds of MB per worker) that we do not use.
+    # The forkserver loads the local inference models our settings use (worker/preload.py:
+    # the native VAD, the end-of-turn model with WORKER_TURN_DETECTION=model), so the
+    # framework's own preload stays off: it would map the end-of-turn weights (about 250 MB)
+    # in VAD-only mode too.
     os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
     settings = load_settings()
     if sys.argv[1:2] != ["console"]:  # the console mode's terminal UI shows the log itself
@@ -74,6 +77,9 @@ def main() -> None:
         except WasslaError as exc:
             logger.error("worker.cannot_start", extra={"error": str(exc)})
             sys.exit(2)
+        # Which transcription path calls take: OPENAI_STT_STREAMING=false is the fallback for
+        # OpenAI-compatible servers without realtime transcription.
+        logger.info("worker.stt_mode", extra=providers.stt_mode(settings))
     server = build_server(settings)
     # The framework marks its Python CLI deprecated in favour of its Go CLI; we keep it so
     # a plain `python -m worker start` runs in production images without extra binaries.

@@ -2,8 +2,9 @@
 processes: what every call needs and only reads is built here, so job processes share it
 copy-on-write instead of each building its own.
 
-The Silero VAD's ONNX Runtime session runs single-threaded with spinning off (the plugin's
-own options), so no runtime thread exists to be lost across the fork.
+The VAD and the end-of-turn model (livekit-local-inference's native runtime, or the Silero
+plugin's ONNX Runtime session, single-threaded with spinning off) start no thread while
+loading, so none is lost across the fork; each job's first prediction sets up its own.
 """
 
 from __future__ import annotations
@@ -11,5 +12,8 @@ from __future__ import annotations
 from worker import providers
 from worker.server import load_settings
 
-providers.load_vad(load_settings())
+_settings = load_settings()
+providers.load_vad(_settings)
+if _settings.worker.turn_detection == "model":
+    providers.turn_detector()  # its weights, about 250 MB, mapped once for every call
 providers.tls_context()

@@ -30,7 +30,7 @@ from shared import calls, db, metrics, provider_ids
 from shared.admission import Admitted, Refused, admit_playground, admit_sip_call
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.settings import Settings
-from worker import providers, recording, refusal
+from worker import call_flow, providers, recording, refusal
 from worker.call_session import CallSession
 from worker.caller import Caller, caller_from_participant, playground_agent_id
 from worker.voice_agent import VoiceAgent, enforce_max_length
@@ -165,6 +165,7 @@ async def _run_session(
     built = providers.build_providers(settings, admitted.agent)
     # Shutdown callbacks run after the session has closed and on_session_end has run.
     ctx.add_shutdown_callback(built.aclose)
+    agent = VoiceAgent(admitted.agent, call)
     session: AgentSession[None] = AgentSession(
         vad=ctx.proc.userdata.get("vad") or providers.load_vad(settings),
         stt=built.stt,
@@ -173,9 +174,10 @@ async def _run_session(
         turn_handling=providers.turn_handling(settings),
         # No AEC warm-up on phone audio: barge-in must work from the first word.
         aec_warmup_duration=None,
+        # The caller's silence before "are you still there?" (worker/idle.py).
+        user_away_timeout=call_flow.away_timeout(settings, agent),
     )
     call.attach(session)
-    agent = VoiceAgent(admitted.agent, call)
     await session.start(
         agent,
         room=ctx.room,
@@ -192,6 +194,7 @@ async def _run_session(
         session_host=not call.is_phone_call,
     )
     call.start_heartbeat()
+    call_flow.attach(ctx, session, agent, settings)
     if call.is_phone_call:
         call.add_loop(
             asyncio.create_task(

@@ -1,9 +1,13 @@
 """A local OpenAI-compatible API speaking the real wire format.
 
-Serves `POST /v1/chat/completions` (SSE streaming and plain JSON), `POST /v1/audio/transcriptions`
-and `POST /v1/audio/speech` (real PCM/WAV audio), so our real clients (the `openai` SDK and
-livekit-plugins-openai) can be pointed at it with OPENAI_BASE_URL. Tests script replies,
-latencies and failures, and read what was sent.
+Serves `POST /v1/chat/completions` (SSE streaming and plain JSON), `POST /v1/audio/transcriptions`,
+the realtime transcription websocket `/v1/realtime?intent=transcription`
+(tests/standins/openai_realtime.py) and `POST /v1/audio/speech` (real PCM/WAV audio), so our
+real clients (the `openai` SDK and livekit-plugins-openai) can be pointed at it with
+OPENAI_BASE_URL. Tests script replies, latencies and failures, and read what was sent.
+
+Run on its own (for a bench or a manual worker): `python -m tests.standins.openai_api
+[--port P] [--stt-final-delay 0.1] [--stt-delay S] [--tts-first-byte-delay S]`.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import math
 import struct
 import threading
 import time
+import uuid
 import wave
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tests.standins.openai_realtime import RealtimeSession
 from tests.standins.server import ThreadedServer
 
 TTS_SAMPLE_RATE = 24_000
@@ -51,13 +57,20 @@ class OpenAIStandIn:
     default_reply: str = "Thanks for your message. How can I help?"
     default_transcript: str = "I would like to know my order status."
     tts_seconds_per_char: float = 0.06
-    stt_delay: float = 0.0
+    stt_delay: float = 0.0  # the non-streaming endpoint's answer delay
+    # Realtime transcription: from the end of an utterance's audio (the server VAD's
+    # speech_stopped, or the client's commit) to its `completed` transcript.
+    stt_final_delay: float = 0.1
     tts_first_byte_delay: float = 0.0
+    speech_failures: int = 0  # the next this many speech requests answer 500
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    # One per transcript given, from either STT path (realtime ones carry "realtime": True).
     transcription_requests: list[dict[str, Any]] = field(default_factory=list)
+    realtime_connections: list[dict[str, Any]] = field(default_factory=list)
     speech_requests: list[dict[str, Any]] = field(default_factory=list)
     _chat_scripts: deque[ChatScript] = field(default_factory=deque)
     _transcripts: deque[str] = field(default_factory=deque)
+    _realtime_refusals: deque[int] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadedServer | None = None
 
@@ -72,13 +85,21 @@ class OpenAIStandIn:
         with self._lock:
             self._transcripts.extend(texts)
 
+    def refuse_realtime(self, *statuses: int) -> None:
+        """Refuse the next realtime websocket handshakes with these HTTP statuses."""
+        with self._lock:
+            self._realtime_refusals.extend(statuses)
+
     def reset(self) -> None:
         with self._lock:
             self._chat_scripts.clear()
             self._transcripts.clear()
+            self._realtime_refusals.clear()
             self.chat_requests.clear()
             self.transcription_requests.clear()
+            self.realtime_connections.clear()
             self.speech_requests.clear()
+            self.speech_failures = 0
 
     @property
     def base_url(self) -> str:
@@ -96,6 +117,14 @@ class OpenAIStandIn:
     def _next_transcript(self) -> str:
         with self._lock:
             return self._transcripts.popleft() if self._transcripts else self.default_transcript
+
+    def _record_transcription(self, request: dict[str, Any]) -> None:
+        with self._lock:
+            self.transcription_requests.append(request)
+
+    def _next_refusal(self) -> int | None:
+        with self._lock:
+            return self._realtime_refusals.popleft() if self._realtime_refusals else None
 
     # --- the app ---------------------------------------------------------------------------
 
@@ -199,11 +228,51 @@ class OpenAIStandIn:
             await asyncio.sleep(self.stt_delay)
             return JSONResponse({"text": text})
 
+        @app.websocket("/v1/realtime")
+        async def realtime(websocket: WebSocket) -> None:
+            connection: dict[str, Any] = {
+                "id": "sess_" + uuid.uuid4().hex[:20],
+                "query": dict(websocket.query_params),
+                "auth": websocket.headers.get("authorization"),
+                "at": time.time(),
+                "session_updates": [],
+                "audio_bytes": 0,
+                "errors": [],
+                "refused": None,
+            }
+            with self._lock:
+                self.realtime_connections.append(connection)
+            refusal = self._next_refusal()
+            if refusal is not None:
+                connection["refused"] = refusal
+                body = {"error": {"message": "scripted refusal", "type": "server_error"}}
+                await websocket.send_denial_response(JSONResponse(body, status_code=refusal))
+                return
+            if websocket.query_params.get("intent") != "transcription":
+                await websocket.close(code=1008, reason="the stand-in serves intent=transcription")
+                return
+            await websocket.accept()
+            session = RealtimeSession(
+                websocket=websocket,
+                next_transcript=self._next_transcript,
+                record=self._record_transcription,
+                final_delay=self.stt_final_delay,
+                connection=connection,
+            )
+            await session.run()
+
         @app.post("/v1/audio/speech")
         async def speech(request: Request) -> Response:
             body = await request.json()
             with self._lock:
                 self.speech_requests.append({"body": body, "at": time.time()})
+                failing = self.speech_failures > 0
+                self.speech_failures -= 1 if failing else 0
+            if failing:
+                return JSONResponse(
+                    {"error": {"message": "scripted failure", "type": "server_error"}},
+                    status_code=500,
+                )
             await asyncio.sleep(self.tts_first_byte_delay)
             seconds = max(0.3, len(body.get("input", "")) * self.tts_seconds_per_char)
             pcm = tone_pcm(seconds, TTS_SAMPLE_RATE)
@@ -242,3 +311,32 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(pcm)
     return buffer.getvalue()
+
+
+def main() -> None:
+    """Serve the stand-in until interrupted (its base URL on the first line of stdout)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--stt-final-delay", type=float, default=OpenAIStandIn.stt_final_delay)
+    parser.add_argument("--stt-delay", type=float, default=OpenAIStandIn.stt_delay)
+    parser.add_argument(
+        "--tts-first-byte-delay", type=float, default=OpenAIStandIn.tts_first_byte_delay
+    )
+    args = parser.parse_args()
+    standin = OpenAIStandIn(
+        stt_final_delay=args.stt_final_delay,
+        stt_delay=args.stt_delay,
+        tts_first_byte_delay=args.tts_first_byte_delay,
+    )
+    standin.server = ThreadedServer(standin.app(), port=args.port).start()
+    print(standin.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -84,6 +84,8 @@ def worker_env(
             "WORKER_MAX_CALL_WARNING_SECONDS": "4",
             "WORKER_ENDPOINTING_MIN_DELAY": "0.3",
             "WORKER_MAX_CALLS": "10",
+            # A warm hand-off nobody answers gives up this soon (tests/sip/test_warm_handoff.py).
+            "CALLS_WARM_RING_SECONDS": "6",
             "PYTHONUNBUFFERED": "1",
         }
     )

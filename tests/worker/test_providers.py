@@ -9,6 +9,8 @@ from uuid import uuid4
 import av
 import numpy as np
 import pytest
+from livekit.agents import inference
+from livekit.plugins import silero
 from pydantic import ValidationError
 
 from shared.models import Agent
@@ -19,12 +21,33 @@ from worker import providers, recording
 def test_barge_in_pauses_at_the_vads_start_of_speech_and_resumes_without_words() -> None:
     handling = providers.turn_handling(Settings())
     interruption = handling["interruption"]
-    assert handling["turn_detection"] == "vad" and interruption["mode"] == "vad"
+    assert interruption["mode"] == "vad"
     # The VAD's minimum speech (50 ms) is all it takes to pause the agent...
     assert interruption["min_duration"] == 0.05
     # ...and a pause that no words follow (a cough, "uh-huh") resumes the reply.
     assert interruption["resume_false_interruption"] is True
     assert interruption["false_interruption_timeout"] == 2.0
+
+
+def test_turns_end_by_the_local_end_of_turn_model_or_silence_alone() -> None:
+    detector = providers.turn_handling(Settings())["turn_detection"]
+    assert isinstance(detector, inference.TurnDetector) and detector.model.endswith("v1-mini")
+    assert detector is providers.turn_handling(Settings())["turn_detection"]  # one a process
+    vad_only = providers.turn_handling(Settings(worker={"turn_detection": "vad"}))
+    assert vad_only["turn_detection"] == "vad"
+
+
+def test_the_end_of_turn_model_refuses_a_vad_that_ends_speech_too_soon() -> None:
+    with pytest.raises(ValidationError, match="WORKER_VAD_MIN_SILENCE"):
+        Settings(worker={"vad_min_silence": 0.2})
+    assert Settings(worker={"vad_min_silence": 0.2, "turn_detection": "vad"})
+
+
+def test_the_native_vad_or_the_silero_plugin_by_setting() -> None:
+    assert isinstance(providers.load_vad(Settings()), inference.VAD)
+    plugin = providers.load_vad(Settings(worker={"vad": "silero"}))
+    assert isinstance(plugin, silero.VAD)
+    assert plugin.min_silence_duration == Settings().worker.vad_min_silence
 
 
 def test_interruption_thresholds_are_settings() -> None:
