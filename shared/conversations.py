@@ -153,6 +153,28 @@ async def history_before(
     return [StoredMessage.from_row(r) for r in rows]
 
 
+async def texts_from_contact(
+    conn: Connection, channel_id: UUID, contact_number: str, *, limit: int = 50
+) -> list[StoredMessage]:
+    """The last `limit` texts `contact_number` sent to an SMS channel, over all its
+    conversations (oldest first): the contact's side of the thread."""
+    rows = await conn.fetch(
+        f"""
+        select * from (
+            select {", ".join("m." + c.strip() for c in _MSG_COLUMNS.split(","))}
+            from messages m join conversations c on c.id = m.conversation_id
+            where c.channel_id = $1 and c.contact_number = $2 and c.kind = 'sms'
+              and m.direction = 'inbound'
+            order by m.id desc limit $3
+        ) recent order by id
+        """,
+        channel_id,
+        contact_number,
+        limit,
+    )
+    return [StoredMessage.from_row(r) for r in rows]
+
+
 async def get_message(conn: Connection, message_id: int) -> StoredMessage | None:
     row = await conn.fetchrow(f"select {_MSG_COLUMNS} from messages where id = $1", message_id)
     return StoredMessage.from_row(row, created=False) if row else None

@@ -23,6 +23,12 @@ from shared.devdb import start_embedded, stop_embedded
 from shared.settings import Settings
 from tests.standins.openai_api import OpenAIStandIn
 from tests.standins.twilio_api import TwilioStandIn
+from tests.support.browser import (  # noqa: F401 - fixtures: page, browser_page (Chromium)
+    browser_page,
+    chromium_browsers,
+    page,
+    playwright_driver,
+)
 from tests.support.gateway import gateway_client
 from tests.support.worker_process import RECORDINGS_BUCKET, recordings_store
 from webhook_gateway.app import create_app

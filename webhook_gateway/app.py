@@ -1,4 +1,5 @@
-"""The FastAPI application: Twilio webhooks, the Channels API, health, recording links."""
+"""The FastAPI application: Twilio webhooks, the Channels API, health, recording links, and
+the browser console."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from shared import metrics
 from shared.services import Services
 from shared.settings import Settings
+from webhook_gateway import console
 from webhook_gateway.errors import install_error_handlers
 from webhook_gateway.gateway import Gateway
 from webhook_gateway.metrics import RequestMetrics
@@ -27,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway.build(await Services.open(settings))
         app.state.gateway = gateway
+        app.state.console_events = console_events = console.LiveEvents(settings)
         scrape = None
         try:
             if settings.metrics_port is not None:
@@ -43,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if scrape is not None:
                 scrape.close()
+            await console_events.aclose()
             await gateway.aclose()
 
     # The API description is for development: production serves no schema or docs routes.
@@ -57,7 +61,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     # Routes match in this order: Twilio's webhooks, most of the traffic, come first.
     routers = [sms.router, voice.router, health.router, recordings.router, channels.router]
+    routers += console.routers  # the browser console at /console (and / redirects there)
     for router in routers:
         app.include_router(router)
+    app.mount(console.STATIC_PATH, console.static_files(), name="console-static")
     app.add_middleware(RequestMetrics, routes=[r for router in routers for r in router.routes])
     return app

@@ -10,6 +10,7 @@ e.g. in the CLI or tests, need not pretend to be Supabase's).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +37,30 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+# The console's session: the same kind of token, in an HttpOnly cookie (webhook_gateway/console).
+SESSION_COOKIE = "wassla_console"
+# Writes authenticated by the cookie must carry this header: a cross-site form or link cannot
+# set one, and a cross-site script would need a CORS preflight we never grant.
+CONSOLE_HEADER = "X-Wassla-Console"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cookie_token(cookie: str, *, method: str, console_header: str | None) -> str:
+    """The session cookie's token, for a safe method or a write that names the console."""
+    if method.upper() not in _SAFE_METHODS and not console_header:
+        raise Unauthenticated(f"a signed-in write must send the {CONSOLE_HEADER} header")
+    if not cookie.strip():
+        raise Unauthenticated("sign in: send Authorization: Bearer <token>", reason="missing")
+    return cookie.strip()
+
+
+def mint_user_token(user_id: str, secret: str, *, ttl_seconds: int) -> str:
+    """A token of ours for `user_id` (the console's sign-in links and session cookie)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def verify_user_token(token: str, secret: str) -> str:

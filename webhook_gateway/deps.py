@@ -9,7 +9,13 @@ from fastapi import Depends, Request
 from shared.db import Pool
 from shared.services import Services
 from shared.settings import Settings
-from webhook_gateway.auth import bearer_token, verify_user_token
+from webhook_gateway.auth import (
+    CONSOLE_HEADER,
+    SESSION_COOKIE,
+    bearer_token,
+    cookie_token,
+    verify_user_token,
+)
 from webhook_gateway.gateway import Gateway
 
 
@@ -43,11 +49,19 @@ SettingsDep = Annotated[Settings, Depends(_settings_dep)]
 
 
 def get_current_user(request: Request, settings: SettingsDep) -> str:
-    """The user id of the request's bearer token (401 when missing or bad, 503 when unset)."""
+    """The user id of the request's bearer token, or of the console's session cookie when no
+    Authorization header is sent (401 when missing or bad, 503 when the secret is unset)."""
     # Checked first: without a secret nobody can be authenticated, whatever they send.
     settings.require("jwt_secret")
     assert settings.jwt_secret is not None
-    token = bearer_token(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if authorization is None and cookie is not None:  # the console, calling this API
+        token = cookie_token(
+            cookie, method=request.method, console_header=request.headers.get(CONSOLE_HEADER)
+        )
+    else:
+        token = bearer_token(authorization)
     return verify_user_token(token, settings.jwt_secret)
 
 

@@ -52,6 +52,18 @@ class SentMessage:
     num_segments: int | None
 
 
+@dataclass(frozen=True)
+class ListedMessage:
+    """A message of Twilio's message list, its fields bounded (it is a provider's answer)."""
+
+    sid: str
+    to: str
+    from_: str
+    body: str
+    status: str
+    date_created: str  # RFC 2822, as Twilio writes it
+
+
 class TwilioRest:
     def __init__(self, settings: Settings, *, attempts: int = 3, backoff: float = 0.5) -> None:
         settings.require("twilio.account_sid", "twilio.auth_token")
@@ -137,6 +149,19 @@ class TwilioRest:
             num_segments=int(segments) if segments not in (None, "", "0") else None,
         )
 
+    async def list_messages(self, *, to: str, from_: str, limit: int = 50) -> list[ListedMessage]:
+        """The newest messages sent from `from_` to `to` (Twilio lists newest first)."""
+        response = await self._request(
+            "GET",
+            self._account_url("Messages.json"),
+            params={"To": to, "From": from_, "PageSize": str(max(1, min(limit, 1000)))},
+        )
+        payload = response.json()
+        listed = payload.get("messages") if isinstance(payload, dict) else None
+        if not isinstance(listed, list):
+            raise ProviderError("Twilio's message list has no 'messages'", retryable=False)
+        return [_listed(item) for item in listed[:limit] if isinstance(item, dict)]
+
     def is_twilio_url(self, url: str) -> bool:
         """Only fetch media from Twilio's own API host: never send our credentials elsewhere."""
         ours, theirs = urlsplit(self.base_url), urlsplit(url)
@@ -172,6 +197,17 @@ class TwilioRest:
         await self._request("POST", self._account_url(f"IncomingPhoneNumbers/{sid}.json"),
                             data=fields)  # fmt: skip
         return sid
+
+
+def _listed(item: dict[str, Any]) -> ListedMessage:
+    return ListedMessage(
+        sid=str(item.get("sid", ""))[:64],
+        to=str(item.get("to", ""))[:32],
+        from_=str(item.get("from", ""))[:32],
+        body=str(item.get("body", ""))[:1600],
+        status=str(item.get("status", ""))[:32],
+        date_created=str(item.get("date_created", ""))[:64],
+    )
 
 
 def _error_detail(answer: Answer) -> tuple[str, int | None]:
