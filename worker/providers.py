@@ -20,9 +20,8 @@ from livekit.plugins import openai
 
 from shared.models import Agent
 from shared.settings import REALTIME_ONLY_STT_MODELS, Settings
+from shared.voices import worker_voice
 from worker import realtime_stt
-
-DEFAULT_VOICE = "alloy"
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,7 @@ def build_providers(settings: Settings, agent: Agent) -> Providers:
         llm=openai.LLM(model=agent.chat_model or settings.openai.chat_model, client=llm_client),
         tts=openai.TTS(
             model=settings.openai.tts_model,
-            voice=agent.voice or DEFAULT_VOICE,
+            voice=worker_voice(agent.voice),
             response_format="pcm",
             client=client,
         ),

@@ -33,6 +33,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tests.standins.openai_realtime import RealtimeSession
 from tests.standins.server import ThreadedServer
 
+# The voices OpenAI's /v1/audio/speech accepts (its API reference); any other is a 400 there.
+OPENAI_TTS_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer",
+    "verse", "marin", "cedar",
+)  # fmt: skip
 TTS_SAMPLE_RATE = 24_000
 
 
@@ -272,6 +277,21 @@ class OpenAIStandIn:
                 return JSONResponse(
                     {"error": {"message": "scripted failure", "type": "server_error"}},
                     status_code=500,
+                )
+            voice = body.get("voice")
+            if voice not in OPENAI_TTS_VOICES:
+                # OpenAI's own answer to a voice it does not have: a 400 naming the parameter.
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": f"Invalid value: {voice!r}. Supported values are: "
+                            + ", ".join(repr(v) for v in OPENAI_TTS_VOICES),
+                            "type": "invalid_request_error",
+                            "param": "voice",
+                            "code": "invalid_value",
+                        }
+                    },
+                    status_code=400,
                 )
             await asyncio.sleep(self.tts_first_byte_delay)
             seconds = max(0.3, len(body.get("input", "")) * self.tts_seconds_per_char)

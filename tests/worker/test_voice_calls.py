@@ -138,6 +138,21 @@ async def _both_roles(pool: asyncpg.Pool, call_sid: str) -> list[asyncpg.Record]
     return rows if {"user", "assistant"} <= roles and len(rows) >= 3 else None
 
 
+async def test_an_agent_with_a_phone_voice_speaks_a_like_openai_voice_on_the_worker(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    # Polly.Joanna-Neural is valid for the agent (the TwiML loop speaks it); OpenAI's TTS does
+    # not know it, so the worker must speak a same-gender OpenAI voice, never send it as is.
+    await voice_line(pool, language="en-US", voice="Polly.Joanna-Neural")
+
+    phone, _ = await calls.dial(called_number=OUR_NUMBER)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
+    await phone.wait_agent_quiet(after=greeted_at)
+    await phone.hang_up()
+
+    assert {r["body"]["voice"] for r in standin.speech_requests} == {"coral"}
+
+
 async def test_worker_health_endpoint_answers_ok(worker: WorkerProcess) -> None:
     status, body = await asyncio.to_thread(worker.health)
     assert (status, body.strip()) == (200, "OK")
