@@ -169,6 +169,10 @@ class CallSession:
                 line = _Line(item.id, item.role == "user", text, bool(item.interrupted))
                 self.queue_line(line)
 
+    def queue_caller_line(self, item_id: str, text: str) -> None:
+        """Store what the caller did outside a model turn (a key pressed) as their line."""
+        self.queue_line(_Line(item_id, user=True, text=text, interrupted=False))
+
     def queue_line(self, line: _Line) -> None:
         """Store `line` after those before it, waiting out a database outage."""
         if len(self._transcript) >= _TRANSCRIPT_QUEUE_MAX:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import UTC, datetime
 
 from livekit import api
@@ -161,6 +162,11 @@ class VoiceAgent(Agent):
     def keypad_handoff(self) -> None:
         """The caller pressed the hand-off digit: a person at once, no model turn."""
         logger.info("call.keypad_handoff", extra=self.call.log_extra)
+        # No chat item carries the press (the model is not asked): store it as the caller's.
+        self.call.queue_caller_line(
+            f"keypad_{secrets.token_hex(6)}",
+            entry_text(self.config.handoff_digit, self.config.language),
+        )
         _interrupt(self.session)
         if not self.start_handoff(reason="keypad"):
             # A playground session: there is no phone line to hand over.
