@@ -116,10 +116,18 @@ async def create_agent(conn: Connection, workspace_id: UUID, spec: AgentFields) 
 
 async def update_agent(conn: Connection, agent_id: UUID, spec: AgentFields) -> Agent:
     current_language = None
-    if spec.voice and not spec.language:  # the voice must speak the language kept
-        current_language = await conn.fetchval(
-            "select language from agents where id = $1", agent_id
-        )
+    if spec.voice or spec.language:  # the voice must speak the language, whichever changes
+        current = await conn.fetchrow("select language, voice from agents where id = $1", agent_id)
+        if current is not None:
+            current_language = current["language"]
+            if spec.language and spec.voice is None and current["voice"]:
+                try:
+                    check_voice(current["voice"], spec.language)
+                except InvalidInput as exc:
+                    raise InvalidInput(
+                        f"the agent's voice {current['voice']!r} does not speak"
+                        f" {spec.language!r}: set a voice for it too. {exc}"
+                    ) from None
     spec = spec.validated(current_language)
     row = await conn.fetchrow(
         f"""

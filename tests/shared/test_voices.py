@@ -67,3 +67,12 @@ async def test_agent_fields_check_the_voice_against_the_language_on_create_and_u
             conn, agent.id, AgentFields(language="en-GB", voice="Polly.Brian-Neural")
         )
         assert (both.language, both.voice) == ("en-GB", "Polly.Brian-Neural")
+        # A language changed alone is checked against the voice the agent keeps.
+        with pytest.raises(InvalidInput, match="does not speak 'fr-FR'.*Polly.Lea-Neural"):
+            await agents.update_agent(conn, agent.id, AgentFields(language="fr-FR"))
+        kept = await agents.get_agent(conn, agent.id)
+        assert (kept.language, kept.voice) == ("en-GB", "Polly.Brian-Neural")
+        ai_voice = await agents.update_agent(conn, agent.id, AgentFields(voice="onyx"))
+        assert ai_voice.voice == "onyx"  # an AI voice speaks every language
+        moved = await agents.update_agent(conn, agent.id, AgentFields(language="fr-FR"))
+        assert (moved.language, moved.voice) == ("fr-FR", "onyx")
