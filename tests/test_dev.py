@@ -115,22 +115,29 @@ def test_start_up_says_the_agent_cannot_think_without_an_openai_key(
     assert NO_MODEL_ADVICE not in capsys.readouterr().out
 
 
-def test_configured_settings_replace_the_embedded_parts(tmp_path: Path) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path,
-        twilio={"account_sid": "AC" + "1" * 32, "auth_token": "real-token"},
-        livekit={"url": "wss://lk.example.test", "api_key": "k", "api_secret": "s" * 32},
-    )
-    stack = Stack.plan(settings, "postgresql://db.example.test/wassla")
+def test_configured_settings_replace_the_embedded_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = {
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_AUTH_TOKEN": "real-token",
+        "LIVEKIT_URL": "wss://lk.example.test",
+        "LIVEKIT_API_KEY": "k",
+        "LIVEKIT_API_SECRET": "s" * 32,
+    }
+    for name, value in configured.items():  # as a user configures them
+        monkeypatch.setenv(name, value)
+    stack = Stack.plan(Settings(_env_file=None, data_dir=tmp_path), "postgresql://x/y")  # type: ignore[call-arg]
     assert not stack.sandbox and stack.livekit is None and stack.run_worker
-    # The children read the configured values themselves: nothing local is put in between.
-    assert stack.env.get("TWILIO_ACCOUNT_SID") != SANDBOX_ACCOUNT_SID
-    assert stack.env.get("LIVEKIT_API_KEY") != livekit_local.API_KEY
-    assert stack.env["DATABASE_URL"] == "postgresql://db.example.test/wassla"
+    # The children get the configured values: nothing local is put in between.
+    assert {name: stack.env[name] for name in configured} == configured
+    for name in configured:
+        monkeypatch.delenv(name)
     bare = Stack.plan(Settings(_env_file=None, data_dir=tmp_path), "postgresql://x/y")  # type: ignore[call-arg]
-    assert bare.sandbox and bare.livekit is not None
+    assert bare.sandbox and bare.livekit is not None and bare.run_worker
+    assert bare.env["TWILIO_ACCOUNT_SID"] == SANDBOX_ACCOUNT_SID
     assert bare.env["LIVEKIT_URL"] == bare.livekit.url
+    assert bare.env["LIVEKIT_API_KEY"] == livekit_local.API_KEY
 
 
 async def test_a_child_that_dies_is_named_and_the_others_are_stopped() -> None:

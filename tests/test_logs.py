@@ -153,14 +153,25 @@ def test_no_configured_secret_survives_in_any_field_or_traceback(settings: Setti
     json.loads(JsonLineFormatter("g", secrets).format(rec))  # still well-formed
 
 
-def test_credentials_in_a_logged_url_are_redacted() -> None:
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        (
+            "/recordings/a.ogg?expires=9&signature=abc123",
+            f"/recordings/a.ogg?expires=9&signature={REDACTED}",
+        ),
+        # the console's sign-in link carries a bearer token (wassla console-link)
+        ("/console/login?token=eyJabc123.x.y", f"/console/login?token={REDACTED}"),
+    ],
+)  # fmt: skip
+def test_credentials_in_a_logged_url_are_redacted(path: str, logged: str) -> None:
     access = record(
         '%s - "%s %s HTTP/%s" %d',
         name="uvicorn.access",
-        args=("127.0.0.1:1", "GET", "/recordings/a.ogg?expires=9&signature=abc123", "1.1", 200),
+        args=("127.0.0.1:1", "GET", path, "1.1", 200),
     )
     fields = json.loads(JsonLineFormatter("gateway").format(access))
-    assert fields["path"] == f"/recordings/a.ogg?expires=9&signature={REDACTED}"
+    assert fields["path"] == logged
     assert "abc123" not in fields["event"] and fields["status"] == 200
 
 

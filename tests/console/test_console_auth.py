@@ -169,3 +169,42 @@ async def test_signing_out_clears_the_session(client: httpx.AsyncClient, demo: D
     assert response.headers["location"] == "/console/signed-out"
     assert SESSION_COOKIE not in client.cookies
     assert (await client.get(f"/console/w/{demo.workspace.id}/inbox")).status_code == 401
+
+
+def _paid_actions(demo: Demo) -> list[tuple[str, dict[str, str]]]:
+    """The console's two writes that start paid work: a playground call and a text."""
+    ws = f"/console/w/{demo.workspace.id}"
+    text = {"channel_id": str(demo.sms.id), "contact": "+15550001111", "body": "Hi"}
+    return [(f"{ws}/talk/session", {"agent_id": str(demo.agent.id)}), (f"{ws}/text/send", text)]
+
+
+async def test_talk_and_text_need_the_console_header_and_a_member_who_may_change(
+    client: httpx.AsyncClient, demo: Demo
+) -> None:
+    for path, body in _paid_actions(demo):
+        await _signed_in(client, OWNER)
+        # A cross-site form could send the cookie, never a custom header: refused.
+        no_header = await client.post(path, json=body)
+        assert no_header.status_code == 403, (path, no_header.text)
+        assert CONSOLE_HEADER in no_header.text
+        await _signed_in(client, VIEWER)
+        viewer = await client.post(path, json=body, headers={CONSOLE_HEADER: "1"})
+        assert viewer.status_code == 403, (path, viewer.text)
+        assert "can look but not change" in viewer.text
+        await _signed_in(client, OUTSIDER)
+        outsider = await client.post(path, json=body, headers={CONSOLE_HEADER: "1"})
+        assert outsider.status_code == 404, (path, outsider.text)
+
+
+async def test_text_your_agent_is_refused_outside_development(
+    settings: Settings, demo: Demo
+) -> None:
+    production = settings.changed({"env": "production"})
+    async with running_gateway(production) as (_, client):
+        await _signed_in(client, OWNER)
+        path, body = _paid_actions(demo)[1]
+        response = await client.post(path, json=body, headers={CONSOLE_HEADER: "1"})
+        assert response.status_code == 403, response.text
+        assert "development and test installations only" in response.text
+        page = await client.get(f"/console/w/{demo.workspace.id}/text")
+        assert "development and test installations only" in page.text
