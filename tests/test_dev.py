@@ -23,7 +23,14 @@ from tests.support import livekit_server
 from tests.support.dev_stack import DevStack
 from tests.support.polling import eventually
 from wassla import livekit_local
-from wassla.dev import DEMO_NUMBER, DEV_TWILIO_TOKEN, NO_MODEL_ADVICE, Stack, _summary
+from wassla.dev import (
+    DEMO_NUMBER,
+    NO_MODEL_ADVICE,
+    SECRETS_FILE,
+    DevSecrets,
+    Stack,
+    _summary,
+)
 from wassla.supervisor import Supervisor
 from wassla.twilio_sandbox import ACCOUNT_SID as SANDBOX_ACCOUNT_SID
 
@@ -50,7 +57,8 @@ def _inbound_sms(stack: DevStack, body: str) -> tuple[dict[str, str], str]:
         "ApiVersion": "2010-04-01",
     }
     url = stack.base_url + "/twilio-sms"  # PUBLIC_BASE_URL of a dev stack: where it listens
-    return params, RequestValidator(DEV_TWILIO_TOKEN).compute_signature(url, params)
+    token = DevSecrets.of(stack.data_dir).twilio_auth_token  # what the stack made on its start
+    return params, RequestValidator(token).compute_signature(url, params)
 
 
 async def test_wassla_dev_runs_the_whole_stack_with_nothing_configured(
@@ -138,6 +146,22 @@ def test_configured_settings_replace_the_embedded_parts(
     assert bare.env["TWILIO_ACCOUNT_SID"] == SANDBOX_ACCOUNT_SID
     assert bare.env["LIVEKIT_URL"] == bare.livekit.url
     assert bare.env["LIVEKIT_API_KEY"] == livekit_local.API_KEY
+
+
+def test_dev_secrets_are_random_per_data_dir_kept_across_restarts_and_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("WASSLA_JWT_SECRET", "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID"):
+        monkeypatch.delenv(name, raising=False)
+
+    def plan(data_dir: Path) -> Stack:
+        return Stack.plan(Settings(_env_file=None, data_dir=data_dir), "postgresql://x/y")  # type: ignore[call-arg]
+
+    first, again, other = plan(tmp_path / "a"), plan(tmp_path / "a"), plan(tmp_path / "b")
+    for name in ("WASSLA_JWT_SECRET", "TWILIO_AUTH_TOKEN"):
+        assert first.env[name] == again.env[name] != other.env[name]
+        assert len(first.env[name]) >= 32
+    assert (tmp_path / "a" / SECRETS_FILE).stat().st_mode & 0o777 == 0o600
 
 
 async def test_a_child_that_dies_is_named_and_the_others_are_stopped() -> None:

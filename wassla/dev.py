@@ -19,14 +19,16 @@ one link is printed: it signs the demo user into the console. Ctrl-C stops every
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
 
@@ -48,8 +50,7 @@ from webhook_gateway.auth import mint_user_token
 DEMO_NUMBER = "+15551234567"
 DEMO_USER = "demo-user"
 DEMO_WORKSPACE = "Demo"
-DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
-DEV_JWT_SECRET = "dev-jwt-secret-change-me-in-production-0123456789"
+SECRETS_FILE = "dev-secrets.json"  # in WASSLA_DATA_DIR, mode 0600
 LINK_SECONDS = 24 * 3600  # the printed console link signs the demo user in for a day
 # How long each part may take to answer on a small machine (the worker loads its models).
 NO_MODEL_ADVICE = (
@@ -59,6 +60,34 @@ NO_MODEL_ADVICE = (
 )
 WORKER_REGISTERED = "registered worker"  # livekit-agents' line once LiveKit accepted it
 READY_SECONDS = {"livekit-server": 60.0, "gateway": 60.0, "sms-sender": 60.0, "worker": 180.0}
+
+
+@dataclass(frozen=True)
+class DevSecrets:
+    """What signs the dev stack's console tokens and Twilio webhooks when none is configured:
+    random, made on a data directory's first run and kept in it, so a stack reachable beyond
+    loopback (HOST set) has no secret anyone could read in this repository, and a console
+    session outlives a restart."""
+
+    jwt_secret: str
+    twilio_auth_token: str
+
+    @classmethod
+    def of(cls, data_dir: Path) -> DevSecrets:
+        path = data_dir / SECRETS_FILE
+        try:
+            saved = json.loads(path.read_text())
+            return cls(str(saved["jwt_secret"]), str(saved["twilio_auth_token"]))
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError):
+            _say(f"{path} is unreadable: making new dev secrets (console links signed out)")
+        made = cls(secrets.token_urlsafe(32), secrets.token_urlsafe(24))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump(asdict(made), file)
+        return made
 
 
 def _say(line: str) -> None:
@@ -155,7 +184,8 @@ class Stack:
             else f"http://127.0.0.1:{settings.port}"
         )
         env["PUBLIC_BASE_URL"] = base_url
-        env["WASSLA_JWT_SECRET"] = settings.jwt_secret or DEV_JWT_SECRET
+        made = DevSecrets.of(settings.data_dir.resolve())
+        env["WASSLA_JWT_SECRET"] = settings.jwt_secret or made.jwt_secret
         # The SMS sender sends the replies, as the production `sms` process group does.
         if "replies" not in settings.sms.model_fields_set:
             env["SMS_REPLIES"] = "worker"
@@ -164,7 +194,7 @@ class Stack:
         sandbox = not settings.twilio.account_sid
         if sandbox:
             env["TWILIO_ACCOUNT_SID"] = SANDBOX_ACCOUNT_SID
-            env["TWILIO_AUTH_TOKEN"] = settings.twilio.auth_token or DEV_TWILIO_TOKEN
+            env["TWILIO_AUTH_TOKEN"] = settings.twilio.auth_token or made.twilio_auth_token
         # Through a pipe the children would log JSON; a developer at a terminal reads text.
         if settings.log_format == "auto" and sys.stdout.isatty():
             env["LOG_FORMAT"] = "text"
