@@ -201,6 +201,42 @@ async def test_a_playground_keypad_reaches_the_session_and_the_hand_off_digit_is
     assert tap.transfers == []
 
 
+async def test_a_warm_hand_off_livekit_cannot_dial_tells_the_caller_and_keeps_them(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, worker: WorkerProcess
+) -> None:
+    # A deployment whose LiveKit cannot dial out (this one runs no SIP service; likewise no
+    # outbound trunk): the caller is told after the hold line and stays with the agent.
+    await voice_line(pool, handoff_number=HANDOFF_NUMBER, handoff_mode="warm")
+    standin.script_chat("I can help you with that myself.")
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    await greeted(phone)
+    await press(phone, "0")
+
+    nobody = phrases.line("nobody_answered", "en")
+
+    async def told() -> list[str] | None:
+        bodies = [r["body"] for r in await messages_of(pool, call_sid)]
+        return bodies if nobody in bodies else None
+
+    bodies = await eventually(told, within=WITHIN, what="the caller told nobody answered")
+    assert bodies.index(phrases.line("hold", "en")) < bodies.index(nobody)
+    failed = [line for line in worker.log().splitlines() if "call.warm_handoff_failed" in line]
+    assert failed and "sip not connected" in failed[-1]  # the operator is told why
+    # Still the agent's call: the caller's next words get an answer.
+    await phone.wait_agent_quiet(after=time.monotonic())  # "nobody answered" played out
+    phone.say(espeak_pcm("Can you help me then?"))
+    spoke_until = await phone.finish_saying()
+    assert await phone.wait_agent_speaking(after=spoke_until, within=WITHIN) > spoke_until
+    assert not phone.hung_up
+    handed_off = await pool.fetchval(
+        "select c.handed_off from conversations c join calls k on k.conversation_id = c.id"
+        " where k.call_sid = $1",
+        call_sid,
+    )
+    assert handed_off is False
+
+
 # --- no dead air -------------------------------------------------------------------------
 
 
