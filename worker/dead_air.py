@@ -155,6 +155,8 @@ class ReplyFailures:
 
     def _on_speech(self, event: SpeechCreatedEvent) -> None:
         if event.source == "generate_reply":
+            # An error before this reply (a fixed line's TTS) is not this reply's failure.
+            self._error = None
             event.speech_handle.add_done_callback(self._reply_done)
 
     def _reply_done(self, handle: SpeechHandle) -> None:
