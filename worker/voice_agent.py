@@ -161,6 +161,8 @@ class VoiceAgent(Agent):
 
     def keypad_handoff(self) -> None:
         """The caller pressed the hand-off digit: a person at once, no model turn."""
+        if self._ending or self._handing_off:
+            return  # a goodbye or the hand-off's own lines are not to be cut by a second press
         logger.info("call.keypad_handoff", extra=self.call.log_extra)
         # No chat item carries the press (the model is not asked): store it as the caller's.
         self.call.queue_caller_line(

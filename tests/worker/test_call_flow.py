@@ -155,6 +155,7 @@ async def test_the_hand_off_digit_transfers_a_sip_caller_at_once_without_the_mod
     phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
     await greeted(phone)
     await press(phone, "0")
+    await press(phone, "0")  # pressed again while "connecting" plays: changes nothing
 
     transfers = await eventually(
         lambda: list(tap.transfers), within=WITHIN, what="the SIP transfer request"
@@ -170,8 +171,14 @@ async def test_the_hand_off_digit_transfers_a_sip_caller_at_once_without_the_mod
     bodies = [r["body"] for r in await messages_of(pool, call_sid)]
     press_line = phrases.line("press_for_person", "en").format(digit="0")
     assert bodies[0] == f"{GREETING} {press_line}"
-    # The press is in the transcript as what was pressed, before the agent's "connecting".
+    # The press is in the transcript as what was pressed, before the agent's "connecting",
+    # which the second press did not cut.
+    assert bodies.count("(keypad) 0") == 1
     assert bodies.index("(keypad) 0") < bodies.index(phrases.line("connecting", "en"))
+    rows = await messages_of(pool, call_sid)
+    assert [r["interrupted"] for r in rows if r["body"] == phrases.line("connecting", "en")] == [
+        False
+    ]
     assert standin.chat_requests == []  # the model was never asked
 
 
@@ -333,6 +340,31 @@ async def test_a_failed_tts_reply_gets_an_apology_and_the_call_goes_on(
     phone.say(espeak_pcm("And my refund?"))
     await rows_with(pool, call_sid, "Your refund is on its way.")
     assert not phone.hung_up
+
+
+async def test_a_failed_fixed_line_is_not_blamed_on_the_next_good_reply(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory, worker: WorkerProcess
+) -> None:
+    await voice_line(pool)
+    standin.script_transcripts("Where is my order?")
+    standin.script_chat("It ships tomorrow.")
+    # Every attempt at the greeting's audio fails: a fixed line (say), not a model reply.
+    standin.speech_failures = DEFAULT_API_CONNECT_OPTIONS.max_retry + 1
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    await eventually(
+        lambda: standin.speech_failures <= 0, within=WITHIN, what="the greeting's failures"
+    )
+    phone.say(espeak_pcm("Where is my order?"))
+    spoke_until = await phone.finish_saying()
+    heard = await phone.wait_agent_speaking(after=spoke_until, within=30)
+    await phone.wait_agent_quiet(after=heard, quiet=1.5)  # an apology would follow at once
+
+    bodies = [r["body"] for r in await messages_of(pool, call_sid)]
+    assert "It ships tomorrow." in bodies
+    assert phrases.line("apology", "en") not in bodies
+    failed = [line for line in worker.log().splitlines() if "call.reply_failed" in line]
+    assert not [line for line in failed if call_sid in line]
 
 
 async def test_repeated_reply_failures_hand_an_agent_with_a_number_off(
