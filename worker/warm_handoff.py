@@ -248,6 +248,11 @@ def _watch_until_one_leaves(room: rtc.Room, identities: set[str]) -> None:
             get_job_context().delete_room()
 
     room.on("participant_disconnected", on_left)
+    if not identities <= room.remote_participants.keys():
+        # One hung up while the two were being connected, before this watch began: nobody
+        # would end the other's leg, and the caller would wait in silence.
+        room.off("participant_disconnected", on_left)
+        get_job_context().delete_room()
 
 
 async def _dial(
@@ -334,12 +339,13 @@ async def warm_handoff(
         logger.exception("call.warm_handoff_failed", extra=extra)
     finally:
         summary.cancel()
+        if not connected:  # before the agent is heard again: a late answer hears nothing
+            await _drop(ctx.api, room.name, human)
         try:
             await legs.close(restore=not connected)
         except Exception:  # a room already gone: nothing left to restore
             logger.warning("call.warm_handoff_cleanup_failed", extra=extra, exc_info=True)
     if not connected:
-        await _drop(ctx.api, room.name, human)
         if call.ended_at is not None:
             return False  # the caller hung up while on hold: nobody to go back to
         await hold
