@@ -56,11 +56,21 @@ def cookie_token(cookie: str, *, method: str, console_header: str | None) -> str
     return cookie.strip()
 
 
-def mint_user_token(user_id: str, secret: str, *, ttl_seconds: int) -> str:
-    """A token of ours for `user_id` (the console's sign-in links and session cookie)."""
+def mint_user_token(user_id: str, secret: str, *, ttl_seconds: int, use: str | None = None) -> str:
+    """A token of ours for `user_id` (the console's sign-in links and session cookie);
+    `use` marks what it is for, where one kind must not pass for another."""
     now = int(time.time())
-    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if use is not None:
+        claims["use"] = use
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def token_use(token: str) -> str | None:
+    """The `use` claim of a token verify_user_token has already accepted."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    use = claims.get("use")
+    return use if isinstance(use, str) else None
 
 
 def verify_user_token(token: str, secret: str) -> str:

@@ -208,3 +208,12 @@ async def test_text_your_agent_is_refused_outside_development(
         assert "development and test installations only" in response.text
         page = await client.get(f"/console/w/{demo.workspace.id}/text")
         assert "development and test installations only" in page.text
+
+
+async def test_a_session_cookie_is_not_a_sign_in_link(client: httpx.AsyncClient) -> None:
+    await _signed_in(client, OWNER)
+    session = client.cookies[SESSION_COOKIE]
+    # Else a session would renew itself forever, and a stolen cookie would never expire.
+    renewed = await client.get("/console/login", params={"token": session})
+    assert renewed.status_code == 401
+    assert "it is a session, not a link" in renewed.text

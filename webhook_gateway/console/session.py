@@ -23,7 +23,13 @@ from fastapi.routing import APIRoute
 from shared import workspaces
 from shared.errors import Forbidden, Unauthenticated, WasslaError
 from shared.models import Role, Workspace
-from webhook_gateway.auth import SESSION_COOKIE, mint_user_token, require_member, verify_user_token
+from webhook_gateway.auth import (
+    SESSION_COOKIE,
+    mint_user_token,
+    require_member,
+    token_use,
+    verify_user_token,
+)
 from webhook_gateway.deps import PoolDep, SettingsDep
 from webhook_gateway.errors import status_for
 
@@ -32,6 +38,7 @@ from .templating import render
 logger = logging.getLogger("webhook_gateway.console")
 
 SESSION_SECONDS = 12 * 3600  # a working day; a sign-in link itself lives minutes
+SESSION_USE = "console-session"  # the session cookie's token, which /console/login refuses
 _MAX_TOKEN_CHARS = 4096  # a JWT of ours is ~200 characters; Supabase's under 2 KB
 
 _TITLES = {
@@ -143,10 +150,14 @@ def login(token: str, settings: SettingsDep) -> Response:
     except Unauthenticated as exc:
         logger.info("console.sign_in_refused", extra={"reason": str(exc)})
         raise Unauthenticated(f"This sign-in link is not valid: {exc}.") from None
+    if token_use(token) == SESSION_USE:
+        # A session signs nobody in again: renewing itself, a stolen cookie would never end.
+        logger.info("console.sign_in_refused", extra={"reason": "session token"})
+        raise Unauthenticated("This sign-in link is not valid: it is a session, not a link.")
     response = RedirectResponse("/console", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        mint_user_token(user, secret, ttl_seconds=SESSION_SECONDS),
+        mint_user_token(user, secret, ttl_seconds=SESSION_SECONDS, use=SESSION_USE),
         max_age=SESSION_SECONDS,
         path="/",
         httponly=True,
