@@ -97,7 +97,6 @@ def _say(line: str) -> None:
 @dataclass(frozen=True)
 class Demo:
     workspace_id: UUID
-    agent_id: UUID | None
     agent_name: str | None
 
 
@@ -113,8 +112,7 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[str, Demo | None]:
             if await workspaces.member_role(conn, workspace.id, DEMO_USER) is not None:
                 found = await agents.list_agents(conn, workspace.id)
                 agent = found[0] if found else None
-                return dsn, Demo(workspace.id, agent.id if agent else None,
-                                 agent.name if agent else None)  # fmt: skip
+                return dsn, Demo(workspace.id, agent.name if agent else None)
         if not seed or await workspaces.list_workspaces(conn):
             return dsn, None
         workspace = await workspaces.create_workspace(
@@ -137,7 +135,7 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[str, Demo | None]:
         for kind in ("sms", "voice"):
             await channels.connect_channel(conn, workspace.id, kind, DEMO_NUMBER, agent.id)
         _say(f"created the demo workspace with its agent on {DEMO_NUMBER} (SMS and voice)")
-        return dsn, Demo(workspace.id, agent.id, agent.name)
+        return dsn, Demo(workspace.id, agent.name)
     finally:
         await conn.close()
 

@@ -68,7 +68,6 @@ class Supervisor:
         argv: list[str],
         *,
         env: dict[str, str],
-        cwd: Path | None = None,
         log_path: Path | None = None,
         stop_grace: float = 10.0,
         ready_line: str | None = None,
@@ -78,7 +77,6 @@ class Supervisor:
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
-            cwd=cwd,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

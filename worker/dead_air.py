@@ -53,7 +53,6 @@ class LateReplyFiller:
         self._timer: asyncio.TimerHandle | None = None
         self._playing: asyncio.Task[None] | None = None
         self._closed = False
-        self.played = 0  # how many replies needed a filler
 
     async def start(self, room: rtc.Room) -> None:
         """Publish the filler's track at the start of the call, so the caller has subscribed
@@ -81,7 +80,6 @@ class LateReplyFiller:
         self._timer = None
         if self._source is None or self._session.agent_state != "thinking":
             return
-        self.played += 1
         logger.info("call.late_reply_filler", extra={**self._log_extra, "after": self._delay})
         self._playing = asyncio.create_task(self._loop_clip(self._source), name="filler")
 
