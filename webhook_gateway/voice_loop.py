@@ -31,6 +31,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from shared import admission, agents, calls, conversations, text_chat
 from shared.admission import Refusal
+from shared.call_flow import end_of_entry_key, entry_text, idle_seconds
 from shared.conversations import StoredMessage
 from shared.errors import NotFound
 from shared.models import Agent
@@ -68,8 +69,7 @@ class IdleRule:
 
     @classmethod
     def for_agent(cls, agent: Agent, settings: Settings, wait_seconds: int) -> IdleRule:
-        prompt = agent.idle_prompt_seconds or settings.calls.idle_prompt_seconds
-        goodbye = agent.idle_goodbye_seconds or settings.calls.idle_goodbye_seconds
+        prompt, goodbye = idle_seconds(settings.calls, agent)
         first = max(1, math.ceil(prompt / wait_seconds))
         return cls(first, first + max(1, math.ceil(goodbye / wait_seconds)))
 
@@ -194,7 +194,7 @@ class VoiceLoop:
             links=self.links,
             tuning=self.tuning,
             record=self.settings.voice.record_calls,
-            finish_on_key=tw.finish_key(agent.handoff_digit),
+            finish_on_key=end_of_entry_key(agent.handoff_digit),
         )
 
     # --- turns -----------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class VoiceLoop:
             locale = self._locale(agent)
             words = locale.phrase_language
             # Keypad entries are stored as what was pressed, and so reach the model too.
-            text = line("keypad_entry", words).format(digits=digits) if digits else speech
+            text = entry_text(digits, words) if digits else speech
             said = None
             if text:
                 said = await conversations.add_message(
@@ -490,7 +490,7 @@ class VoiceLoop:
     ) -> VoiceResponse:
         return tw.say_and_listen(
             locale, text, action=action, tuning=self.tuning,
-            finish_on_key=tw.finish_key(agent.handoff_digit),
+            finish_on_key=end_of_entry_key(agent.handoff_digit),
         )  # fmt: skip
 
     @staticmethod

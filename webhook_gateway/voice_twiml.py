@@ -89,11 +89,6 @@ def _say(parent: VoiceResponse | Gather, locale: VoiceLocale, text: str) -> None
     parent.say(text, voice=locale.say_voice, language=locale.say_language)
 
 
-def finish_key(handoff_digit: str) -> str:
-    """`#` ends a keypad entry, unless `#` is the agent's hand-off key: then `*` does."""
-    return "*" if handoff_digit == "#" else "#"
-
-
 def say_and_listen(
     locale: VoiceLocale,
     text: str | None,

@@ -9,9 +9,10 @@ from livekit import rtc
 from livekit.agents import AgentSession, JobContext
 
 from shared import phrases
+from shared.call_flow import idle_seconds
 from shared.settings import Settings
 from worker.dead_air import LateReplyFiller, ReplyFailures
-from worker.idle import IdleWatch, idle_seconds
+from worker.idle import IdleWatch
 from worker.keypad import Keypad
 from worker.voice_agent import VoiceAgent
 

@@ -16,17 +16,7 @@ from typing import Any
 from livekit.agents import AgentSession, UserStateChangedEvent
 from livekit.agents.voice import SpeechHandle
 
-from shared.models import Agent
-from shared.settings import CallFlowSettings
-
 logger = logging.getLogger("worker.idle")
-
-
-def idle_seconds(settings: CallFlowSettings, agent: Agent) -> tuple[float, float]:
-    """Silence before the prompt and after it before goodbye: the agent's own, else settings."""
-    prompt = agent.idle_prompt_seconds or settings.idle_prompt_seconds
-    goodbye = agent.idle_goodbye_seconds or settings.idle_goodbye_seconds
-    return float(prompt), float(goodbye)
 
 
 class IdleWatch:

@@ -14,16 +14,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from shared import phrases
+from shared.call_flow import end_of_entry_key
 
 logger = logging.getLogger("worker.keypad")
 
 KEYS = frozenset("0123456789*#ABCD")  # what a DTMF event may carry (RFC 4733 events 0-15)
-
-
-def end_of_entry_key(handoff_digit: str) -> str:
-    """`#` ends an entry; `*` does when `#` is the hand-off digit (as on the TwiML loop)."""
-    return "*" if handoff_digit == "#" else "#"
 
 
 class Keypad:
@@ -89,8 +84,3 @@ class Keypad:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def entry_text(digits: str, language: str) -> str:
-    """An entry as the model reads it and the transcript stores it: what was pressed."""
-    return phrases.line("keypad_entry", language).format(digits=digits)

@@ -17,9 +17,9 @@ from livekit.agents import Agent, AgentSession, RunContext, function_tool, get_j
 from livekit.agents.voice import SpeechHandle
 
 from shared import phrases
+from shared.call_flow import entry_text
 from shared.models import Agent as AgentConfig
 from worker.call_session import CallSession
-from worker.keypad import entry_text
 from worker.warm_handoff import warm_handoff
 
 logger = logging.getLogger("worker.agent")
