@@ -15,26 +15,12 @@ import asyncpg
 from shared import phrases
 from shared.settings import Settings
 from tests.sip.conftest import Caller
-from tests.sip.rtp import RtpPeer
 from tests.sip.sipp import SippCall
 from tests.sip.test_sip_calls import CALLER, OUR_NUMBER, bridge_call_id, voice_line
 from tests.standins.openai_api import OpenAIStandIn
-from tests.support.audio import SPEECH_RMS
+from tests.support.audio import loud_spans
 from tests.support.calls import ended_call
 from tests.support.polling import eventually
-
-
-def loud_spans(rtp: RtpPeer, gap: float = 0.5) -> list[tuple[float, float]]:
-    """Stretches of the agent's audio separated by at least `gap` seconds of silence."""
-    spans: list[tuple[float, float]] = []
-    for at, level in rtp.heard:
-        if level < SPEECH_RMS:
-            continue
-        if spans and at - spans[-1][1] < gap:
-            spans[-1] = (spans[-1][0], at)
-        else:
-            spans.append((at, at))
-    return spans
 
 
 async def bye_arrival(call: SippCall) -> float:
@@ -56,7 +42,7 @@ async def test_the_idle_goodbye_is_heard_in_full_over_rtp_before_the_bye(
         assert await call.wait(within=30) == 0
     except (TimeoutError, AssertionError) as exc:
         raise AssertionError(f"{exc}\n{phone.diagnostics()}") from exc
-    spans = loud_spans(rtp)
+    spans = loud_spans(rtp.heard, gap=0.5)
     assert len(spans) >= 3, spans  # greeting, "are you still there?", goodbye
     goodbye = phrases.line("idle_goodbye", "en")
     start, end = spans[-1]

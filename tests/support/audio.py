@@ -71,6 +71,20 @@ def resample(pcm: bytes, source_rate: int, rate: int) -> bytes:
     return struct.pack(f"<{n}h", *out)
 
 
+def loud_spans(heard: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Stretches of loud audio in `heard` ((time, RMS) per frame, as a caller's side records
+    it) separated by at least `gap` seconds of silence."""
+    spans: list[tuple[float, float]] = []
+    for at, level in heard:
+        if level < SPEECH_RMS:
+            continue
+        if spans and at - spans[-1][1] < gap:
+            spans[-1] = (spans[-1][0], at)
+        else:
+            spans.append((at, at))
+    return spans
+
+
 def rms(samples: bytes | npt.NDArray[np.int16]) -> float:
     """Root mean square of 16-bit samples (raw little-endian PCM or decoded)."""
     if isinstance(samples, bytes):

@@ -18,7 +18,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 from shared import phrases
 from shared.settings import Settings
 from tests.standins.openai_api import ChatScript, OpenAIStandIn
-from tests.support.audio import SPEECH_RMS, espeak_pcm
+from tests.support.audio import SPEECH_RMS, espeak_pcm, loud_spans
 from tests.support.calls import ended_call
 from tests.support.livekit_tap import LiveKitTap
 from tests.support.polling import eventually
@@ -473,21 +473,8 @@ async def test_the_max_call_length_goodbye_is_heard_in_full_before_the_hang_up(
     hung_up = disconnect_clock(phone)
     await greeted(phone)
     await phone.wait_hung_up(within=60)
-    spans = _loud_spans(phone)
+    spans = loud_spans(phone.heard, gap=0.4)
     goodbye_at = spans[-1][0]
     assert_heard_in_full(phone, goodbye_at, hung_up[0], phrases.line("goodbye", "en"))
     bodies = [r["body"] for r in await messages_of(pool, call_sid)]
     assert bodies[-1] == phrases.line("goodbye", "en")
-
-
-def _loud_spans(phone: Phone, gap: float = 0.4) -> list[tuple[float, float]]:
-    """Stretches of the agent's audio separated by at least `gap` seconds of silence."""
-    spans: list[tuple[float, float]] = []
-    for at, level in phone.heard:
-        if level < SPEECH_RMS:
-            continue
-        if spans and at - spans[-1][1] < gap:
-            spans[-1] = (spans[-1][0], at)
-        else:
-            spans.append((at, at))
-    return spans
