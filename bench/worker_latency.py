@@ -91,6 +91,20 @@ PAUSED_SENTENCES = [
     ("I was wondering if", "you could help me with my order."),
 ]
 PAUSES_MS = [600, 670, 730, 800]
+# Finished questions for voice-to-voice; --questions N takes turns over the first N, so the
+# figure is not one sentence's verdict from the end-of-turn model.
+QUESTIONS = [
+    "What time do you open tomorrow?",
+    "Where is my order?",
+    "Do you deliver on Sundays?",
+    "I need to cancel my subscription.",
+    "How much does the large pizza cost?",
+    "Can I pay by card?",
+    "I'd like to speak to a manager.",
+    "Is the store open on public holidays?",
+    "My package arrived damaged.",
+    "Thanks, that's all I needed.",
+]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -159,8 +173,21 @@ def serve_standin(port_file: str) -> None:
     fixed_latency(standin)
     standin.start()
     Path(port_file).write_text(standin.base_url)
-    while True:
-        time.sleep(3600)
+    counts, partial = Path(f"{port_file}.counts"), Path(f"{port_file}.counts.partial")
+    while True:  # what the worker asked of the providers, for Bench.settled_counts()
+        partial.write_text(json.dumps(standin_counts(standin)))
+        partial.replace(counts)  # a reader never sees a half-written file
+        time.sleep(0.2)
+
+
+def standin_counts(standin: OpenAIStandIn) -> dict[str, int]:
+    """Provider requests so far: transcripts (realtime: one per committed item), chat
+    completions (preemptive generations included) and speech syntheses."""
+    return {
+        "transcripts": len(standin.transcription_requests),
+        "chat": len(standin.chat_requests),
+        "speech": len(standin.speech_requests),
+    }
 
 
 def fixed_latency(standin: OpenAIStandIn) -> None:
@@ -176,7 +203,7 @@ def fixed_latency(standin: OpenAIStandIn) -> None:
     standin._next_chat = next_chat  # type: ignore[method-assign]
 
 
-def start_standin_process() -> tuple[subprocess.Popen[bytes], str]:
+def start_standin_process() -> tuple[subprocess.Popen[bytes], str, Path]:
     port_file = Path(tempfile.mkstemp(prefix="standin-")[1])
     port_file.write_text("")
     process = subprocess.Popen(
@@ -188,7 +215,7 @@ def start_standin_process() -> tuple[subprocess.Popen[bytes], str]:
         if time.monotonic() > deadline or process.poll() is not None:
             raise RuntimeError("stand-in process did not start")
         time.sleep(0.05)
-    return process, port_file.read_text()
+    return process, port_file.read_text(), Path(f"{port_file}.counts")
 
 
 @dataclass
@@ -197,6 +224,7 @@ class Bench:
     standin: OpenAIStandIn  # in-process: scripted replies (barge-in)
     remote_standin_url: str  # child process: fixed short replies (turns, concurrency)
     remote_standin_pid: int
+    remote_standin_counts: Path  # its standin_counts(), rewritten every 0.2 s
     dsn: str
     data_dir: Path
     worker_env: dict[str, str]  # --worker-env: settings every worker of this run gets
@@ -222,6 +250,12 @@ class Bench:
             },
         )
         return start_worker(env, port, new_session=True)
+
+    async def settled_counts(self) -> dict[str, int]:
+        """The remote stand-in's request counts once a reply's requests have all landed."""
+        await asyncio.sleep(0.5)  # two rewrites of the counts file
+        counts: dict[str, int] = json.loads(self.remote_standin_counts.read_text())
+        return counts
 
     async def dial(self) -> Phone:
         room = f"bench-{uuid.uuid4().hex[:10]}"
@@ -334,15 +368,19 @@ async def one_turn(phone: Phone, utterance: bytes) -> float:
 
 
 async def voice_to_voice(
-    bench: Bench, turns: int, utterance: bytes, env: dict[str, str]
+    bench: Bench, turns: int, utterances: list[bytes], env: dict[str, str]
 ) -> list[float]:
     worker = bench.worker(env)
     try:
         phone = await bench.dial()
-        samples = [await one_turn(phone, utterance) for _ in range(turns)]
+        before = await bench.settled_counts()
+        samples = [await one_turn(phone, utterances[i % len(utterances)]) for i in range(turns)]
+        after = await bench.settled_counts()
         await phone.hang_up()
         await worker.wait_idle()
         print_stage_timings(worker)
+        print("    provider requests per turn (the stand-in's count):",
+              ", ".join(f"{k} {(after[k] - before[k]) / turns:.2f}" for k in after))  # fmt: skip
         return samples
     finally:
         worker.stop()
@@ -426,16 +464,17 @@ async def user_turns_stored(bench: Bench) -> int:
 
 async def cut_offs(
     bench: Bench, voice: str, env: dict[str, str]
-) -> tuple[int, int, int, list[float]]:
+) -> tuple[int, int, int, list[float], dict[str, int]]:
     """How many paused utterances the agent answered before the caller finished, how many
-    user turns the call stored for them (more than one an utterance: it was split), and the
-    voice-to-voice of the ones answered after."""
+    user turns the call stored for them (more than one an utterance: it was split), the
+    voice-to-voice of the ones answered after, and the provider requests they took."""
     worker = bench.worker(env)
     cut, answered_after = 0, []
     utterances = paused_utterances(voice)
     try:
         phone = await bench.dial()
         turns_before = await user_turns_stored(bench)
+        counts_before = await bench.settled_counts()
         for pcm, first_end, voiced_end in utterances:
             started = phone.say(pcm)
             first = await phone.wait_agent_speaking(after=started + first_end, within=30)
@@ -446,10 +485,12 @@ async def cut_offs(
             await phone.finish_saying(within=30)
             # Let a cut reply, the barge-in and the reply to the whole sentence play out.
             await phone.wait_agent_quiet(after=max(first, started + voiced_end), quiet=1.5)
+        counts = await bench.settled_counts()
         await phone.hang_up()
         await worker.wait_idle()
         turns = await user_turns_stored(bench) - turns_before
-        return cut, len(utterances), turns, answered_after
+        requests = {k: counts[k] - counts_before[k] for k in counts}
+        return cut, len(utterances), turns, answered_after, requests
     finally:
         worker.stop()
 
@@ -588,13 +629,14 @@ async def vad_cpu(kind: str, pcm16k: bytes, seconds: float) -> float:
     return used / seconds
 
 
-async def turn_figures(bench: Bench, turns: int, utterance: bytes, ab_today: bool) -> None:
-    e2e = await voice_to_voice(bench, turns, utterance, {})
-    transport = await transport_round_trip(bench, utterance, max(10, turns // 2))
+async def turn_figures(bench: Bench, turns: int, questions: list[bytes], ab_today: bool) -> None:
+    e2e = await voice_to_voice(bench, turns, questions, {})
+    transport = await transport_round_trip(bench, questions[0], max(10, turns // 2))
     providers_s = STT_FINAL_S + LLM_TTFT_S + TTS_TTFB_S
     floor = [t + providers_s for t in transport]
     print("    samples (ms):", " ".join(f"{x * 1000:.0f}" for x in e2e))
-    print(f"\n(1) voice-to-voice, {len(e2e)} turns, production settings"
+    print(f"\n(1) voice-to-voice, {len(e2e)} turns over {len(questions)} question(s),"
+          " production settings"
           f" (WORKER_TURN_DETECTION={DEFAULTS.worker.turn_detection},"
           f" WORKER_VAD={DEFAULTS.worker.vad}):")  # fmt: skip
     print(f"    voice-to-voice p50 {ms(pct(e2e, 50))}  p95 {ms(pct(e2e, 95))}"
@@ -608,7 +650,7 @@ async def turn_figures(bench: Bench, turns: int, utterance: bytes, ab_today: boo
     print(f"    above the floor p50 {ms(pct(e2e, 50) - pct(floor, 50))}"
           f"  p95 {ms(pct(e2e, 95) - pct(floor, 95))}")  # fmt: skip
     if ab_today:
-        old = await voice_to_voice(bench, turns, utterance, TODAY)
+        old = await voice_to_voice(bench, turns, questions, TODAY)
         print(f"    A/B main before issue 14 ({TODAY}): voice-to-voice"
               f" p50 {ms(pct(old, 50))}  p95 {ms(pct(old, 95))}")  # fmt: skip
 
@@ -620,9 +662,13 @@ async def cut_off_figures(bench: Bench, voice: str, ab_today: bool) -> None:
     print("\n(2) cut-offs: utterances with a 600-800 ms pause mid-sentence answered before the"
           " caller finished (target 0-1 of 20):")  # fmt: skip
     for name, env in runs:
-        cut, total, turns, after = await cut_offs(bench, voice, env)
+        cut, total, turns, after, requests = await cut_offs(bench, voice, env)
         rest = f"; the others answered p50 {ms(pct(after, 50))} after the sentence" if after else ""
         print(f"    {name:22s} {cut} of {total} cut off, {turns} user turns stored{rest}")
+        print(
+            f"    {'':22s} provider requests for the {total}: "
+            + ", ".join(f"{k} {v}" for k, v in requests.items())
+        )
 
 
 async def barge_in_figures(
@@ -680,6 +726,9 @@ async def vad_figures(utterance: bytes, vads: list[str], rounds: int) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument(
+        "--questions", type=int, default=1, help=f"voice-to-voice over 1-{len(QUESTIONS)}"
+    )
     parser.add_argument("--barge-ins", type=int, default=15)
     parser.add_argument("--calls", default="5")
     parser.add_argument("--concurrent-turns", type=int, default=3)
@@ -729,13 +778,14 @@ async def main() -> None:
     standin.default_transcript = "What time do you open tomorrow?"
     fixed_latency(standin)
     standin.start()
-    remote, remote_url = start_standin_process()
+    remote, remote_url, remote_counts = start_standin_process()
     livekit = LiveKitServer.start()
     bench = Bench(
         livekit=livekit,
         standin=standin,
         remote_standin_url=remote_url,
         remote_standin_pid=remote.pid,
+        remote_standin_counts=remote_counts,
         dsn=dsn,
         data_dir=data_dir,
         worker_env=dict(kv.split("=", 1) for kv in args.worker_env.split(",") if kv),
@@ -751,7 +801,8 @@ async def main() -> None:
               f"{DEFAULTS.worker.endpointing_max_delay} s;"
               f" --worker-env {args.worker_env!r}")  # fmt: skip
         if "turns" in sections:
-            await turn_figures(bench, args.turns, utterance, args.ab_today)
+            questions = [utterance] + [say(args.voice, q) for q in QUESTIONS[1 : args.questions]]
+            await turn_figures(bench, args.turns, questions, args.ab_today)
         if "cut-offs" in sections:
             await cut_off_figures(bench, args.voice, args.ab_today)
         if "barge-in" in sections:
