@@ -78,6 +78,12 @@ class OpenAISettings(BaseModel):
     # transcript is ready when they stop; off: each utterance goes to /audio/transcriptions
     # once it has ended, for OpenAI-compatible servers without realtime transcription.
     stt_streaming: bool = True
+    # Silence after which realtime transcription's server VAD closes an utterance and sends
+    # its final transcript, which starts the reply (preemptive generation): 200 ms, when the
+    # end-of-turn model starts its prediction, so the transcript is ready about when a
+    # finished turn ends. A longer pause splits an utterance into two items, which the turn
+    # joins (figures: bench/README.md).
+    stt_silence_ms: int = Field(200, ge=100, le=2000)
     tts_model: str = "gpt-4o-mini-tts"
     timeout_seconds: float = 20.0
     max_retries: int = 2

@@ -118,9 +118,9 @@ def build_stt(settings: Settings, agent: Agent, client: openai_sdk.AsyncClient) 
         # speech end. Ours, already loaded in this process, not the plugin's own default.
         engine = realtime_stt.RealtimeSTT(**common, use_realtime=True, vad=load_vad(settings))
     else:
-        # The server's VAD closes an utterance after the same silence that ends speech for
-        # ours, so the final transcript is not held back behind the end of the turn.
-        silence_ms = round(settings.worker.vad_min_silence * 1000)
+        # The server's VAD closes an utterance before ours ends speech, so the final
+        # transcript is not held back behind the end of the turn.
+        silence_ms = settings.openai.stt_silence_ms
         engine = realtime_stt.RealtimeSTT(
             **common,
             use_realtime=True,

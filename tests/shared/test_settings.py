@@ -36,6 +36,15 @@ def test_streaming_transcription_is_on_by_default_and_a_realtime_only_model_need
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 
+def test_the_transcription_silence_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_STT_SILENCE_MS", "150")
+    assert Settings(_env_file=None).openai.stt_silence_ms == 150  # type: ignore[call-arg]
+    for bad in ("0", "50", "5000"):  # no silence would split every word; 5 s, no final
+        monkeypatch.setenv("OPENAI_STT_SILENCE_MS", bad)
+        with pytest.raises(ValueError, match="openai.stt_silence_ms"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize(
     ("process", "env", "missing"),
     [

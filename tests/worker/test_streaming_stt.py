@@ -260,14 +260,14 @@ async def test_the_default_model_streams_and_its_final_transcript_is_the_stored_
     users = await eventually(
         lambda: _stored_user_turns(pool, call_sid), within=20, what="the stored turns"
     )
-    print("DIAG", standin.transcription_requests, transcripts.segments, spoke_until)
     assert users == [HEARD], standin.transcription_requests
 
-    # The server's VAD closes an utterance after the silence that ends speech for ours.
+    # The server's VAD closes an utterance after OPENAI_STT_SILENCE_MS, before ours ends speech.
     (connection,) = [c for c in standin.realtime_connections if c["session_updates"]]
     turn_detection = connection["session_updates"][0]["audio"]["input"]["turn_detection"]
     assert turn_detection["type"] == "server_vad"
-    assert turn_detection["silence_duration_ms"] == round(Settings().worker.vad_min_silence * 1000)
+    assert turn_detection["silence_duration_ms"] == Settings().openai.stt_silence_ms
+    assert Settings().openai.stt_silence_ms < Settings().worker.vad_min_silence * 1000
     assert connection["query"]["model"] == "gpt-4o-mini-transcribe"
     assert connection["audio_bytes"] > 0 and connection["errors"] == []
     assert [r["realtime"] for r in standin.transcription_requests] == [True]
