@@ -9,6 +9,10 @@ ourselves: the BackgroundAudioPlayer's close unpublishes its track, and unpublis
 the session deletes the room never answers, so every job process hung until it was killed;
 it also runs a mixer that wakes 100 times a second on every call.
 
+The track is published halfway to the first late mark, not at the start of the call: a
+published track is encoded every 10 ms even when silent, about 0.02 of a core a call
+(bench/README.md), and most calls never need it. Once published it stays (see above).
+
 Failed: a model or TTS error the framework gave up on (its retries spent) leaves the turn
 silent; the caller hears the apology line instead and the call goes on. After
 `failures_before_handoff` failed turns in a row an agent with a hand-off number hands off.
@@ -49,41 +53,65 @@ class LateReplyFiller:
         self._session = session
         self._delay = delay
         self._log_extra = log_extra
+        self._room: rtc.Room | None = None
         self._source: rtc.AudioSource | None = None
+        self._publishing: asyncio.Task[rtc.AudioSource | None] | None = None
+        self._prepare_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._playing: asyncio.Task[None] | None = None
         self._closed = False
 
     async def start(self, room: rtc.Room) -> None:
-        """Publish the filler's track at the start of the call, so the caller has subscribed
-        to it long before a reply is ever late."""
-        source = rtc.AudioSource(FILLER_RATE, 1, queue_size_ms=200)
-        track = rtc.LocalAudioTrack.create_audio_track(_TRACK_NAME, source)
-        await room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        )
-        if self._closed:  # the call ended while the track was being published
-            await source.aclose()
-            return
-        self._source = source
+        """Watch the agent's state; the track is published when a reply is half-way late."""
+        self._room = room
         self._session.on("agent_state_changed", self._on_agent_state)
         self._session.on("close", self._on_close)
 
     def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
         if event.new_state == "thinking":
             if self._timer is None and self._playing is None:
-                self._timer = asyncio.get_running_loop().call_later(self._delay, self._play)
+                loop = asyncio.get_running_loop()
+                if self._publishing is None:
+                    self._prepare_timer = loop.call_later(self._delay / 2, self._prepare)
+                self._timer = loop.call_later(self._delay, self._play)
             return
         self._stop()
 
+    def _prepare(self) -> None:
+        self._prepare_timer = None
+        if self._publishing is None and self._room is not None and not self._closed:
+            self._publishing = asyncio.create_task(self._publish(self._room), name="filler_track")
+
+    async def _publish(self, room: rtc.Room) -> rtc.AudioSource | None:
+        source = rtc.AudioSource(FILLER_RATE, 1, queue_size_ms=200)
+        track = rtc.LocalAudioTrack.create_audio_track(_TRACK_NAME, source)
+        try:
+            await room.local_participant.publish_track(
+                track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            )
+        except Exception:  # the room went away: no filler, the call goes on
+            logger.warning("call.late_reply_filler_unpublished", extra=self._log_extra)
+            await source.aclose()
+            return None
+        if self._closed:  # the call ended while the track was being published
+            await source.aclose()
+            return None
+        self._source = source
+        return source
+
     def _play(self) -> None:
         self._timer = None
-        if self._source is None or self._session.agent_state != "thinking":
+        if self._publishing is None or self._session.agent_state != "thinking":
             return
         logger.info("call.late_reply_filler", extra={**self._log_extra, "after": self._delay})
-        self._playing = asyncio.create_task(self._loop_clip(self._source), name="filler")
+        self._playing = asyncio.create_task(self._loop_clip(self._publishing), name="filler")
 
-    async def _loop_clip(self, source: rtc.AudioSource) -> None:
+    async def _loop_clip(self, publishing: asyncio.Task[rtc.AudioSource | None]) -> None:
+        # Done already unless the publish is slow; shielded, as a reply starting meanwhile
+        # cancels this task, not the publish.
+        source = await asyncio.shield(publishing)
+        if source is None:
+            return
         while True:  # until the reply starts (a long wait outlasts the clip)
             async for frame in audio_frames_from_file(
                 FILLER_CLIP.path(), sample_rate=FILLER_RATE, num_channels=1
@@ -91,6 +119,9 @@ class LateReplyFiller:
                 await source.capture_frame(frame)
 
     def _stop(self) -> None:
+        if self._prepare_timer is not None:  # a reply on time: no track needed yet
+            self._prepare_timer.cancel()
+            self._prepare_timer = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -114,6 +145,8 @@ class LateReplyFiller:
         if playing is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await playing
+        if self._publishing is not None:
+            await self._publishing  # it closes its own source if the call ended meanwhile
         if self._source is not None:
             source, self._source = self._source, None
             await source.aclose()

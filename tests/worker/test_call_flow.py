@@ -269,6 +269,35 @@ async def test_a_late_model_reply_is_preceded_by_a_filler_the_caller_hears(
     assert heard_at - spoke_until >= SETTINGS.late_reply_filler_seconds
     await rows_with(pool, call_sid, "Your order shipped yesterday.")
     assert "call.late_reply_filler" in worker.log()
+    assert "late_reply_filler" in agent_track_names(phone)
+
+
+def agent_track_names(phone: Phone) -> set[str]:
+    return {
+        publication.name
+        for participant in phone.room.remote_participants.values()
+        for publication in participant.track_publications.values()
+    }
+
+
+async def test_replies_on_time_publish_no_filler_track(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    """A published track is encoded even while silent (bench/README.md: about 0.02 of a
+    core a call), so it waits for a reply that is actually late."""
+    await voice_line(pool)
+    standin.script_chat("Your order shipped yesterday.", "It comes on Monday.")
+
+    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
+    await greeted(phone)
+    for question in ("Where is my order?", "When does it come?"):
+        phone.say(espeak_pcm(question))
+        spoke_until = await phone.finish_saying()
+        answered_at = await phone.wait_agent_speaking(after=spoke_until, within=WITHIN)
+        await phone.wait_agent_quiet(after=answered_at, quiet=0.5, within=WITHIN)
+    await rows_with(pool, call_sid, "It comes on Monday.")
+    names = agent_track_names(phone)
+    assert names and "late_reply_filler" not in names, names
 
 
 async def test_late_reply_audio_is_preceded_by_a_filler_the_caller_hears(
