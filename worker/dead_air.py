@@ -146,7 +146,10 @@ class LateReplyFiller:
             with contextlib.suppress(asyncio.CancelledError):
                 await playing
         if self._publishing is not None:
-            await self._publishing  # it closes its own source if the call ended meanwhile
+            # A publish racing the room's deletion may never answer; if it ever does, it
+            # closes its own source (the call has ended).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._publishing), timeout=5.0)
         if self._source is not None:
             source, self._source = self._source, None
             await source.aclose()
