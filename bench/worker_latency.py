@@ -169,7 +169,7 @@ def serve_standin(port_file: str) -> None:
     """Child-process entry: the stand-in with fixed latencies, away from the callers' GIL."""
     standin = OpenAIStandIn(stt_delay=STT_S, tts_first_byte_delay=TTS_TTFB_S)
     standin.default_reply = "We open at nine."
-    standin.default_transcript = "What time do you open tomorrow?"
+    standin.default_transcript = QUESTIONS[0]
     fixed_latency(standin)
     standin.start()
     Path(port_file).write_text(standin.base_url)
@@ -256,6 +256,11 @@ class Bench:
         await asyncio.sleep(0.5)  # two rewrites of the counts file
         counts: dict[str, int] = json.loads(self.remote_standin_counts.read_text())
         return counts
+
+    async def requests_since(self, before: dict[str, int]) -> dict[str, int]:
+        """Provider requests made since the `settled_counts()` that returned `before`."""
+        after = await self.settled_counts()
+        return {kind: after[kind] - before[kind] for kind in after}
 
     async def dial(self) -> Phone:
         room = f"bench-{uuid.uuid4().hex[:10]}"
@@ -375,12 +380,12 @@ async def voice_to_voice(
         phone = await bench.dial()
         before = await bench.settled_counts()
         samples = [await one_turn(phone, utterances[i % len(utterances)]) for i in range(turns)]
-        after = await bench.settled_counts()
+        requests = await bench.requests_since(before)
         await phone.hang_up()
         await worker.wait_idle()
         print_stage_timings(worker)
         print("    provider requests per turn (the stand-in's count):",
-              ", ".join(f"{k} {(after[k] - before[k]) / turns:.2f}" for k in after))  # fmt: skip
+              ", ".join(f"{k} {n / turns:.2f}" for k, n in requests.items()))  # fmt: skip
         return samples
     finally:
         worker.stop()
@@ -485,11 +490,10 @@ async def cut_offs(
             await phone.finish_saying(within=30)
             # Let a cut reply, the barge-in and the reply to the whole sentence play out.
             await phone.wait_agent_quiet(after=max(first, started + voiced_end), quiet=1.5)
-        counts = await bench.settled_counts()
+        requests = await bench.requests_since(counts_before)
         await phone.hang_up()
         await worker.wait_idle()
         turns = await user_turns_stored(bench) - turns_before
-        requests = {k: counts[k] - counts_before[k] for k in counts}
         return cut, len(utterances), turns, answered_after, requests
     finally:
         worker.stop()
@@ -766,7 +770,7 @@ async def main() -> None:
         return
     sections = set(args.sections.split(","))
     vads = args.vads.split(",")
-    utterance = say(args.voice, "What time do you open tomorrow?")
+    utterance = say(args.voice, QUESTIONS[0])
     if sections == {"vad"}:
         await vad_figures(utterance, vads, rounds=3)
         return
@@ -782,7 +786,7 @@ async def main() -> None:
     await conn.close()
 
     standin = OpenAIStandIn(stt_delay=STT_S, tts_first_byte_delay=TTS_TTFB_S)
-    standin.default_transcript = "What time do you open tomorrow?"
+    standin.default_transcript = QUESTIONS[0]
     fixed_latency(standin)
     standin.start()
     remote, remote_url, remote_counts = start_standin_process()
