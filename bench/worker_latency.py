@@ -3,8 +3,8 @@
 Real livekit-server, real `python -m worker start` with the production settings, embedded
 Postgres, and the OpenAI stand-in with fixed latencies (STT 100 ms, also the realtime final
 transcript 100 ms after its end of audio, LLM first token 150 ms, TTS first byte 100 ms).
-Callers are SIP-kind LiveKit participants speaking espeak-ng audio; every figure is measured on
-the caller's side.
+Callers are SIP-kind LiveKit participants speaking Piper's neural voice (--voice picks another,
+bench/caller_voices.py); every figure is measured on the caller's side.
 
     .venv/bin/python bench/worker_latency.py [--ab-today] [--vads native,silero]
 
@@ -16,8 +16,8 @@ Figures:
                   place, same audio path) plus the stand-in's STT final, LLM first token and
                   TTS first byte latencies; and the worker's own per-stage timings
                   (`call.turn_metrics`: end_of_turn_delay shows how long endpointing waited).
-  cut-offs      = 20 utterances with a 600-800 ms pause mid-sentence (one espeak-ng SSML
-                  utterance each, so the intonation goes on across the pause): how many the
+  cut-offs      = 20 utterances with a 600-800 ms pause mid-sentence (each synthesized
+                  as one sentence, so the intonation goes on across the pause): how many the
                   agent answered before the caller finished (target 0-1).
   barge-in      = caller's speech onset over a long reply -> the agent's audio stopping,
                   p50/p95 (target p95 <= 250 ms).
@@ -46,7 +46,6 @@ import sys
 import tempfile
 import time
 import uuid
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +54,13 @@ from livekit import api, rtc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.caller_voices import VOICES, say  # noqa: E402
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
 from tests.support import factories  # noqa: E402
-from tests.support.audio import espeak_pcm, resample, rms  # noqa: E402
+from tests.support.audio import resample, rms  # noqa: E402
 from tests.support.livekit_server import LiveKitServer  # noqa: E402
 from tests.support.processes import die_with_parent, free_port  # noqa: E402
 from tests.support.worker_process import WorkerProcess, start_worker, worker_env  # noqa: E402
@@ -405,51 +405,16 @@ def print_stage_timings(worker: WorkerProcess) -> None:
         print(f"    worker {name:34s} p50 {ms(pct(values, 50))}  p95 {ms(pct(values, 95))}")
 
 
-def festival_pcm(text: str, *, pause_after_word: int = 0, pause_ms: int = 0) -> bytes:
-    """Speech from Festival's HTS voice (cmu_us_slt_arctic_hts), a more natural prosody than
-    espeak-ng's, as 48 kHz PCM; with a pause inserted after word `pause_after_word` of the
-    one synthesized sentence, so its intonation goes on across the pause."""
-    with tempfile.TemporaryDirectory() as tmp:
-        script, wav = Path(tmp) / "say.scm", Path(tmp) / "say.wav"
-        script.write_text(
-            "(voice_cmu_us_slt_arctic_hts)\n"
-            f"(set! u (utt.synth (Utterance Text {json.dumps(text)})))\n"
-            f"(utt.save.wave u {json.dumps(str(wav))} 'riff)\n"
-            '(mapcar (lambda (w) (format t "%f\\n" (item.feat w "word_end")))'
-            " (utt.relation.items u 'Word))\n"
-        )
-        ends = subprocess.run(
-            ["festival", "-b", str(script)], check=True, capture_output=True, text=True
-        ).stdout.split()
-        with wave.open(str(wav), "rb") as w:
-            pcm = resample(w.readframes(w.getnframes()), w.getframerate(), SAMPLE_RATE)
-    if not pause_after_word:
-        return pcm
-    cut = int(float(ends[pause_after_word - 1]) * SAMPLE_RATE) * 2
-    return pcm[:cut] + b"\0" * (SAMPLE_RATE * pause_ms // 1000 * 2) + pcm[cut:]
-
-
-def say(voice: str, text: str) -> bytes:
-    return festival_pcm(text) if voice == "festival" else espeak_pcm(text)
-
-
 def paused_utterances(voice: str) -> list[tuple[bytes, float, float]]:
     """20 utterances with a pause mid-sentence: (pcm, seconds to the end of the first half,
-    seconds to the last voiced frame), each one utterance so its intonation goes on (an
-    espeak-ng SSML break, or silence inserted into one Festival sentence)."""
+    seconds to the last voiced frame), each synthesized as one sentence so its intonation goes
+    on across the pause."""
     out = []
     for pause_ms in PAUSES_MS:
         for first, second in PAUSED_SENTENCES:
-            if voice == "festival":
-                pcm = festival_pcm(
-                    f"{first} {second}",
-                    pause_after_word=len(first.split()),
-                    pause_ms=pause_ms,
-                )
-            else:
-                pcm = espeak_pcm(
-                    f'<speak>{first} <break time="{pause_ms}ms"/> {second}</speak>', ssml=True
-                )
+            pcm = say(
+                voice, f"{first} {second}", pause_after_word=len(first.split()), pause_ms=pause_ms
+            )
             voiced = _voiced_frames(pcm)
             frame_s = SAMPLES_PER_FRAME / SAMPLE_RATE
             gaps = [(b - a, a) for a, b in zip(voiced, voiced[1:], strict=False) if b - a > 30]
@@ -749,9 +714,10 @@ async def main() -> None:
     parser.add_argument("--ab-today", action="store_true", help="also main's pre-14 settings")
     parser.add_argument(
         "--voice",
-        choices=["espeak", "festival"],
-        default="espeak",
-        help="the callers' voice: espeak-ng, or Festival's HTS voice (festvox-us-slt-hts)",
+        choices=VOICES,
+        default=VOICES[0],
+        help="the callers' voice (bench/caller_voices.py): Piper's neural voice, Festival's"
+        " HTS voice (installed by hand), or espeak-ng",
     )
     parser.add_argument(
         "--sections",
