@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,7 @@ class LateReplyFiller:
             self._publishing = asyncio.create_task(self._publish(self._room), name="filler_track")
 
     async def _publish(self, room: rtc.Room) -> rtc.AudioSource | None:
+        started = time.monotonic()
         source = rtc.AudioSource(FILLER_RATE, 1, queue_size_ms=200)
         track = rtc.LocalAudioTrack.create_audio_track(_TRACK_NAME, source)
         try:
@@ -93,6 +95,11 @@ class LateReplyFiller:
             logger.warning("call.late_reply_filler_unpublished", extra=self._log_extra)
             await source.aclose()
             return None
+        # The filler's mark comes delay / 2 after the publish began: a slower one starts it late.
+        publish_ms = round((time.monotonic() - started) * 1000)
+        logger.info(
+            "call.late_reply_filler_published", extra={**self._log_extra, "publish_ms": publish_ms}
+        )
         if self._closed:  # the call ended while the track was being published
             await source.aclose()
             return None
@@ -103,7 +110,8 @@ class LateReplyFiller:
         self._timer = None
         if self._publishing is None or self._session.agent_state != "thinking":
             return
-        logger.info("call.late_reply_filler", extra={**self._log_extra, "after": self._delay})
+        extra = {"after": self._delay, "track_ready": self._publishing.done()}
+        logger.info("call.late_reply_filler", extra={**self._log_extra, **extra})
         self._playing = asyncio.create_task(self._loop_clip(self._publishing), name="filler")
 
     async def _loop_clip(self, publishing: asyncio.Task[rtc.AudioSource | None]) -> None:

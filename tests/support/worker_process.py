@@ -103,6 +103,18 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """The worker's JSON log records of `event`, oldest first."""
+        found = []
+        for line in self.log().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+        return found
+
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
 

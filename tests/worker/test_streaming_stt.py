@@ -11,7 +11,6 @@ the final one.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -80,18 +79,6 @@ def listen(phone: Phone) -> CallerTranscripts:
     transcripts = CallerTranscripts(track_sid=publication.sid)
     phone.room.register_text_stream_handler(TOPIC, transcripts.on_stream)
     return transcripts
-
-
-def log_events(worker: WorkerProcess, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in worker.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            found.append(record)
-    return found
 
 
 @pytest.fixture
@@ -271,7 +258,7 @@ async def test_the_default_model_streams_and_its_final_transcript_is_the_stored_
     assert connection["query"]["model"] == "gpt-4o-mini-transcribe"
     assert connection["audio_bytes"] > 0 and connection["errors"] == []
     assert [r["realtime"] for r in standin.transcription_requests] == [True]
-    (mode,) = log_events(worker, "worker.stt_mode")
+    (mode,) = worker.events("worker.stt_mode")
     assert (mode["mode"], mode["model"]) == ("realtime", "gpt-4o-mini-transcribe")
 
 
@@ -294,7 +281,7 @@ async def test_a_refused_realtime_socket_is_retried_logged_and_the_caller_still_
     assert refused[0] == 503 and None in refused[1:]
 
     failures = await eventually(
-        lambda: [e for e in log_events(worker, "call.stt_failed") if "HTTP 503" in e["error"]],
+        lambda: [e for e in worker.events("call.stt_failed") if "HTTP 503" in e["error"]],
         within=10,
         what="the call.stt_failed line",
     )
@@ -316,5 +303,5 @@ async def test_with_streaming_off_a_call_is_answered_over_the_transcriptions_end
     assert standin.realtime_connections == []
     assert standin.transcription_requests
     assert not any(r.get("realtime") for r in standin.transcription_requests)
-    (mode,) = log_events(extra_workers.started[BATCH_AGENT], "worker.stt_mode")
+    (mode,) = extra_workers.started[BATCH_AGENT].events("worker.stt_mode")
     assert mode["mode"] == "batch"

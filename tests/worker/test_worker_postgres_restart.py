@@ -8,14 +8,12 @@ worker on it, under its own agent name; the caller is a real SIP-kind participan
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -85,18 +83,6 @@ async def phone_calls(livekit: LiveKitServer) -> AsyncIterator[CallFactory]:
         await phone.hang_up()
 
 
-def log_events(worker: WorkerProcess, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in worker.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            found.append(record)
-    return found
-
-
 async def test_postgres_restart_mid_call_the_call_goes_on_and_no_utterance_is_lost_silently(
     database: OwnPostgres,
     openai_standin: OpenAIStandIn,
@@ -142,7 +128,7 @@ async def test_postgres_restart_mid_call_the_call_goes_on_and_no_utterance_is_lo
         async def settled() -> list[asyncpg.Record] | None:
             rows = await messages_of(pool, call_sid)
             stored = {(r["role"], r["body"]) for r in rows}
-            lost = log_events(pg_worker, "call.transcript_lost")
+            lost = pg_worker.events("call.transcript_lost")
             missing = [e for e in expected if e not in stored]
             return rows if len(missing) <= len(lost) and stored else None
 
@@ -152,7 +138,7 @@ async def test_postgres_restart_mid_call_the_call_goes_on_and_no_utterance_is_lo
             stored_now = {(r["role"], r["body"]) for r in await messages_of(pool, call_sid)}
             failed = [
                 (r.get("task"), r.get("error_type"), r.get("call_sid"))
-                for r in log_events(pg_worker, "call.task_failed")
+                for r in pg_worker.events("call.task_failed")
             ]
             pytest.fail(
                 f"lost without a call.transcript_lost line naming them:"
@@ -160,7 +146,7 @@ async def test_postgres_restart_mid_call_the_call_goes_on_and_no_utterance_is_lo
             )
         stored = [(r["role"], r["body"]) for r in rows]
         missing = [e for e in expected if e not in stored]
-        lost = log_events(pg_worker, "call.transcript_lost")
+        lost = pg_worker.events("call.transcript_lost")
         conversation = await pool.fetchval(
             "select conversation_id from calls where call_sid = $1", call_sid
         )
