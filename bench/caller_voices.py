@@ -44,6 +44,8 @@ def say(voice: str, text: str, *, pause_after_word: int = 0, pause_ms: int = 0) 
     pcm, word_ends = _festival(text) if voice == "festival" else _piper().say(text)
     if not pause_after_word:
         return pcm
+    if len(word_ends) < pause_after_word:  # the voice read the words otherwise (a number)
+        raise ValueError(f"{voice} found {len(word_ends)} word ends in {text!r}")
     cut = int(word_ends[pause_after_word - 1] * RATE) * 2
     return pcm[:cut] + b"\0" * (RATE * pause_ms // 1000 * 2) + pcm[cut:]
 
