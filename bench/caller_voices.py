@@ -18,11 +18,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import wave
 from functools import cache
 from pathlib import Path
 
-from tests.support.audio import espeak_pcm, resample
+from tests.support.audio import espeak_pcm, wav_pcm
 from tests.worker.phone import SAMPLE_RATE as RATE
 
 VOICES = ("piper", "festival", "espeak")
@@ -63,12 +62,7 @@ def _festival(text: str) -> tuple[bytes, list[float]]:
         ends = subprocess.run(
             ["festival", "-b", str(script)], check=True, capture_output=True, text=True
         ).stdout.split()
-        return _read_wav(wav), [float(end) for end in ends]
-
-
-def _read_wav(path: Path) -> bytes:
-    with wave.open(str(path), "rb") as w:
-        return resample(w.readframes(w.getnframes()), w.getframerate(), RATE)
+        return wav_pcm(wav, RATE), [float(end) for end in ends]
 
 
 class _PiperSpeaker:
@@ -92,7 +86,7 @@ class _PiperSpeaker:
             answer = self._process.stdout.readline()
             if not answer:
                 raise RuntimeError(f"the Piper speaker exited ({self._process.wait()})")
-            return _read_wav(wav), json.loads(answer)["word_ends"]
+            return wav_pcm(wav, RATE), json.loads(answer)["word_ends"]
 
 
 @cache

@@ -48,10 +48,13 @@ def espeak_pcm(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", *options, "-w", str(path), text], check=True)
-        with wave.open(str(path), "rb") as w:
-            source_rate = w.getframerate()
-            pcm = w.readframes(w.getnframes())
-    return resample(pcm, source_rate, rate)
+        return wav_pcm(path, rate)
+
+
+def wav_pcm(path: Path, rate: int) -> bytes:
+    """A 16-bit mono WAV file's samples as PCM at `rate`."""
+    with wave.open(str(path), "rb") as w:
+        return resample(w.readframes(w.getnframes()), w.getframerate(), rate)
 
 
 def resample(pcm: bytes, source_rate: int, rate: int) -> bytes:

@@ -103,15 +103,20 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def events(self, event: str) -> list[dict[str, Any]]:
-        """The worker's JSON log records of `event`, oldest first."""
+    def events(self, event: str, **fields: str) -> list[dict[str, Any]]:
+        """The worker's JSON log records of `event`, oldest first; with `fields`, only those
+        carrying them (`call_sid=...`: one call's, as a worker serves many)."""
         found = []
         for line in self.log().splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("event") == event:
+            if (
+                isinstance(record, dict)
+                and record.get("event") == event
+                and all(record.get(key) == value for key, value in fields.items())
+            ):
                 found.append(record)
         return found
 

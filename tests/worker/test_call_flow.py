@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import asyncpg
 import pytest
@@ -269,18 +268,13 @@ async def test_a_late_model_reply_is_preceded_by_a_filler_the_caller_hears(
     # ...not at once: only once the caller had waited the filler's delay after their turn.
     assert heard_at - spoke_until >= SETTINGS.late_reply_filler_seconds
     await rows_with(pool, call_sid, "Your order shipped yesterday.")
-    (filler,) = call_events(worker, "call.late_reply_filler", call_sid)
+    (filler,) = worker.events("call.late_reply_filler", call_sid=call_sid)
     assert isinstance(filler["track_ready"], bool), filler
     # The track's publish is timed: it began half the filler's delay after the turn, and
     # ended before the clip reached the caller.
-    (published,) = call_events(worker, "call.late_reply_filler_published", call_sid)
+    (published,) = worker.events("call.late_reply_filler_published", call_sid=call_sid)
     assert 0 <= published["publish_ms"] < (heard_at - spoke_until) * 1000, published
     assert "late_reply_filler" in agent_track_names(phone)
-
-
-def call_events(worker: WorkerProcess, event: str, call_sid: str) -> list[dict[str, Any]]:
-    """The worker's records of `event` for one call (the worker serves the whole session)."""
-    return [record for record in worker.events(event) if record.get("call_sid") == call_sid]
 
 
 def agent_track_names(phone: Phone) -> set[str]:
