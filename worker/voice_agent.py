@@ -10,16 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 
-from livekit import api
-from livekit.agents import Agent, AgentSession, RunContext, function_tool, get_job_context
+from livekit import api, rtc
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    ModelSettings,
+    RunContext,
+    function_tool,
+    get_job_context,
+    stt,
+)
 from livekit.agents.voice import SpeechHandle
 
 from shared import phrases
 from shared.call_flow import entry_text
 from shared.models import Agent as AgentConfig
 from worker.call_session import CallSession
+from worker.split_utterances import join_resumed_finals
 from worker.warm_handoff import warm_handoff
 
 logger = logging.getLogger("worker.agent")
@@ -79,6 +89,12 @@ class VoiceAgent(Agent):
             press = phrases.line("press_for_person", self.config.language)
             greeting = f"{greeting} {press.format(digit=self.config.handoff_digit)}"
         return greeting
+
+    def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> AsyncIterable[stt.SpeechEvent]:
+        # One reply started per utterance, not one per piece of it (worker/split_utterances.py).
+        return join_resumed_finals(Agent.default.stt_node(self, audio, model_settings))
 
     async def on_enter(self) -> None:
         # The greeting is not interruptible: callers often say "hello?" over it.

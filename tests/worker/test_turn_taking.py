@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncpg
 import numpy as np
 
+from shared.settings import Settings
 from tests.standins.openai_api import OpenAIStandIn
 from tests.support.audio import espeak_pcm, rms
 from tests.support.polling import eventually
@@ -145,3 +146,45 @@ async def test_a_pause_mid_sentence_is_waited_for_and_the_sentence_is_one_turn(
     # The model was asked with the whole sentence as the caller's turn.
     last_user = [m for m in standin.chat_requests[-1]["body"]["messages"] if m["role"] == "user"]
     assert last_user[-1]["content"] == f"{FIRST_HALF} {SECOND_HALF}"
+
+
+async def test_a_sentence_the_transcription_splits_at_a_short_gap_starts_one_reply(
+    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
+) -> None:
+    await voice_line(pool)
+    # A gap just longer than the transcription's silence splits the question into two items.
+    # Its first final comes while the caller is speaking again (the stand-in's final takes
+    # 0.4 s here, as OpenAI's takes 0.3-1 s), so no reply may start on the first half.
+    silence_ms = Settings().openai.stt_silence_ms
+    first, second = "What time do you", "open tomorrow?"
+    standin.script_transcripts(first, second)
+    standin.script_chat(*["We open at nine."] * 2)
+    standin.stt_final_delay = 0.4
+    try:
+        phone, call_sid = await greeted(calls)
+        pcm = espeak_pcm(
+            f'<speak>{first} <break time="{silence_ms + 20}ms"/> {second}</speak>',
+            voice=VOICE,
+            words_per_minute=WPM,
+            ssml=True,
+        )
+        started = phone.say(pcm)
+        reply_at = await phone.wait_agent_speaking(after=started, within=WITHIN)
+        await assert_no_second_reply(phone, reply_at)
+    finally:
+        standin.stt_final_delay = OpenAIStandIn.stt_final_delay
+
+    async def answered() -> list[asyncpg.Record] | None:
+        rows = await turns_after_greeting(pool, call_sid)
+        return rows if any(r["role"] == "assistant" for r in rows) else None
+
+    rows = await eventually(answered, within=WITHIN, what="the question and its answer")
+    assert [(r["role"], r["body"]) for r in rows] == [
+        ("user", f"{first} {second}"),
+        ("assistant", "We open at nine."),
+    ]
+    # Split in two by the transcription, asked of the model once, with the whole question.
+    assert [r["text"] for r in standin.transcription_requests] == [first, second]
+    (request,) = standin.chat_requests
+    last_user = [m for m in request["body"]["messages"] if m["role"] == "user"]
+    assert last_user[-1]["content"] == f"{first} {second}"
