@@ -52,6 +52,12 @@ def voiced_spans(pcm: bytes, *, min_gap: float = 0.3) -> list[tuple[float, float
     return spans
 
 
+def paused_pcm(first: str, second: str, pause_ms: int) -> bytes:
+    """One utterance of the test voice with `pause_ms` of silence between its two parts."""
+    ssml = f'<speak>{first} <break time="{pause_ms}ms"/> {second}</speak>'
+    return espeak_pcm(ssml, voice=VOICE, words_per_minute=WPM, ssml=True)
+
+
 async def greeted(calls: CallFactory) -> tuple[Phone, str]:
     phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
     greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
@@ -59,9 +65,16 @@ async def greeted(calls: CallFactory) -> tuple[Phone, str]:
     return phone, call_sid
 
 
-async def turns_after_greeting(pool: asyncpg.Pool, call_sid: str) -> list[asyncpg.Record]:
-    rows = await messages_of(pool, call_sid)
-    return rows[1:]  # the greeting first
+async def answered_turns(pool: asyncpg.Pool, call_sid: str, what: str) -> list[tuple[str, str]]:
+    """(role, body) of the call's stored turns after the greeting, once an answer is among
+    them."""
+
+    async def answered() -> list[asyncpg.Record] | None:
+        rows = (await messages_of(pool, call_sid))[1:]  # the greeting first
+        return rows if any(r["role"] == "assistant" for r in rows) else None
+
+    rows = await eventually(answered, within=WITHIN, what=what)
+    return [(r["role"], r["body"]) for r in rows]
 
 
 async def assert_no_second_reply(phone: Phone, reply_at: float) -> None:
@@ -92,12 +105,7 @@ async def test_a_complete_question_is_answered_once(
     assert reply_at > voiced_until
     await assert_no_second_reply(phone, reply_at)
 
-    async def answered() -> list[asyncpg.Record] | None:
-        rows = await turns_after_greeting(pool, call_sid)
-        return rows if len(rows) >= 2 else None
-
-    rows = await eventually(answered, within=WITHIN, what="the question and its answer")
-    assert [(r["role"], r["body"]) for r in rows] == [
+    assert await answered_turns(pool, call_sid, "the question and its answer") == [
         ("user", question),
         ("assistant", "We open at nine."),
     ]
@@ -114,12 +122,7 @@ async def test_a_pause_mid_sentence_is_waited_for_and_the_sentence_is_one_turn(
     standin.script_chat(*["A table for four on Friday, noted."] * 3)
     phone, call_sid = await greeted(calls)
 
-    pcm = espeak_pcm(
-        f'<speak>{FIRST_HALF} <break time="{PAUSE_MS}ms"/> {SECOND_HALF}</speak>',
-        voice=VOICE,
-        words_per_minute=WPM,
-        ssml=True,
-    )
+    pcm = paused_pcm(FIRST_HALF, SECOND_HALF, PAUSE_MS)
     spans = voiced_spans(pcm)
     assert len(spans) == 2, spans  # the two halves, the pause between them
     pause = spans[1][0] - spans[0][1]
@@ -134,12 +137,7 @@ async def test_a_pause_mid_sentence_is_waited_for_and_the_sentence_is_one_turn(
     )
     await assert_no_second_reply(phone, reply_at)
 
-    async def answered() -> list[asyncpg.Record] | None:
-        rows = await turns_after_greeting(pool, call_sid)
-        return rows if any(r["role"] == "assistant" for r in rows) else None
-
-    rows = await eventually(answered, within=WITHIN, what="the sentence and its answer")
-    assert [(r["role"], r["body"]) for r in rows] == [
+    assert await answered_turns(pool, call_sid, "the sentence and its answer") == [
         ("user", f"{FIRST_HALF} {SECOND_HALF}"),
         ("assistant", "A table for four on Friday, noted."),
     ]
@@ -162,24 +160,14 @@ async def test_a_sentence_the_transcription_splits_at_a_short_gap_starts_one_rep
     standin.stt_final_delay = 0.4
     try:
         phone, call_sid = await greeted(calls)
-        pcm = espeak_pcm(
-            f'<speak>{first} <break time="{silence_ms + 20}ms"/> {second}</speak>',
-            voice=VOICE,
-            words_per_minute=WPM,
-            ssml=True,
-        )
+        pcm = paused_pcm(first, second, silence_ms + 20)
         started = phone.say(pcm)
         reply_at = await phone.wait_agent_speaking(after=started, within=WITHIN)
         await assert_no_second_reply(phone, reply_at)
     finally:
         standin.stt_final_delay = OpenAIStandIn.stt_final_delay
 
-    async def answered() -> list[asyncpg.Record] | None:
-        rows = await turns_after_greeting(pool, call_sid)
-        return rows if any(r["role"] == "assistant" for r in rows) else None
-
-    rows = await eventually(answered, within=WITHIN, what="the question and its answer")
-    assert [(r["role"], r["body"]) for r in rows] == [
+    assert await answered_turns(pool, call_sid, "the question and its answer") == [
         ("user", f"{first} {second}"),
         ("assistant", "We open at nine."),
     ]
