@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.standins.openai_realtime import RealtimeSession
 from tests.standins.server import ThreadedServer
@@ -39,6 +40,27 @@ OPENAI_TTS_VOICES = (
     "verse", "marin", "cedar",
 )  # fmt: skip
 TTS_SAMPLE_RATE = 24_000
+
+
+class RequestIds:
+    """Every HTTP answer carries an `x-request-id`, as OpenAI's do: the SDK reads it as the
+    request's id, and livekit-agents logs a warning for each speech answer without one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                header = (b"x-request-id", f"req_{uuid.uuid4().hex}".encode())
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 @dataclass
@@ -135,6 +157,7 @@ class OpenAIStandIn:
 
     def app(self) -> FastAPI:
         app = FastAPI()
+        app.add_middleware(RequestIds)
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:
