@@ -13,11 +13,9 @@ Run on its own (for a bench or a manual worker): `python -m tests.standins.opena
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import json
 import math
-import struct
 import threading
 import time
 import uuid
@@ -27,6 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -291,6 +290,7 @@ class OpenAIStandIn:
 
         @app.post("/v1/audio/speech")
         async def speech(request: Request) -> Response:
+            started = time.monotonic()
             body = await request.json()
             with self._lock:
                 self.speech_requests.append({"body": body, "at": time.time()})
@@ -316,9 +316,10 @@ class OpenAIStandIn:
                     },
                     status_code=400,
                 )
-            await asyncio.sleep(self.tts_first_byte_delay)
             seconds = max(0.3, len(body.get("input", "")) * self.tts_seconds_per_char)
             pcm = tone_pcm(seconds, TTS_SAMPLE_RATE)
+            # The first byte comes the configured delay after the request, synthesis included.
+            await asyncio.sleep(max(0.0, self.tts_first_byte_delay - (time.monotonic() - started)))
             if body.get("response_format") == "wav":
                 return Response(wav_bytes(pcm, TTS_SAMPLE_RATE), media_type="audio/wav")
             return Response(pcm, media_type="audio/pcm")
@@ -334,16 +335,14 @@ class OpenAIStandIn:
             self.server.stop()
 
 
-@functools.lru_cache(maxsize=128)  # pure-Python synthesis: do it once per length
 def tone_pcm(seconds: float, sample_rate: int, freq: float = 440.0) -> bytes:
-    """16-bit mono PCM of a voiced-like tone (two harmonics), loud enough to be heard."""
-    n = int(seconds * sample_rate)
-    frames = bytearray()
-    for i in range(n):
-        t = i / sample_rate
-        value = 0.35 * math.sin(2 * math.pi * freq * t) + 0.15 * math.sin(4 * math.pi * freq * t)
-        frames += struct.pack("<h", int(value * 32767))
-    return bytes(frames)
+    """16-bit mono PCM of a voiced-like tone (two harmonics), loud enough to be heard.
+
+    Vectorised: the speech answer's first byte must come `tts_first_byte_delay` after the
+    request, as OpenAI's streamed audio does, not after seconds of per-sample synthesis."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    value = 0.35 * np.sin(2 * math.pi * freq * t) + 0.15 * np.sin(4 * math.pi * freq * t)
+    return (value * 32767).astype("<i2").tobytes()
 
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
