@@ -9,7 +9,7 @@ loading, so none is lost across the fork; each job's first prediction sets up it
 
 from __future__ import annotations
 
-from worker import providers
+from worker import providers, sdk_warmup
 from worker.server import load_settings
 
 _settings = load_settings()
@@ -17,3 +17,4 @@ providers.load_vad(_settings)
 if _settings.worker.turn_detection == "model":
     providers.turn_detector()  # its weights, about 250 MB, mapped once for every call
 providers.tls_context()
+sdk_warmup.exercise_openai_sdk()  # the SDK's lazy first-request work, off every first turn

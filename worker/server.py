@@ -30,7 +30,7 @@ from shared import calls, db, metrics, provider_ids
 from shared.admission import Admitted, Refused, admit_playground, admit_sip_call
 from shared.pg import UNAVAILABLE_ERRORS
 from shared.settings import Settings
-from worker import call_flow, providers, recording, refusal
+from worker import call_flow, providers, recording, refusal, sdk_warmup
 from worker.call_session import CallSession
 from worker.caller import Caller, caller_from_participant, playground_agent_id
 from worker.voice_agent import VoiceAgent, enforce_max_length
@@ -51,7 +51,7 @@ SERVER_TARGET_LOAD = 0.7
 # where those imports blocked a call's first turn (figures: bench/README.md).
 PRELOAD_MODULES = [
     __name__,
-    "worker.preload",  # the Silero VAD and the TLS context, shared by every job process
+    "worker.preload",  # the VAD, the TLS context, the SDK warm-up: shared by every job process
     "anyio._backends._asyncio",
     "anyio.streams.memory",
     "anyio.streams.stapled",
@@ -78,11 +78,13 @@ def load_settings() -> Settings:
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Before any job: the Silero VAD and the TLS context (inherited from the forkserver
-    when it preloaded them, else loaded here) and the recording rate."""
+    """Before any job: the VAD, the TLS context and the openai SDK's first-request work
+    (inherited from the forkserver when it preloaded them, else done here) and the
+    recording rate."""
     settings = load_settings()
     proc.userdata["vad"] = providers.load_vad(settings)
     providers.tls_context()
+    sdk_warmup.exercise_openai_sdk()
     recording.use_recording_rate(settings.worker.recording_sample_rate)
 
 
