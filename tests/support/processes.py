@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import random
 import signal
 import socket
 import subprocess
@@ -12,12 +13,37 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Ports free_port() gave out in this process: two servers asked for ports before either
+# binds must not get the same one.
+_HANDED_OUT: set[int] = set()
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks itself (outgoing connections, binds to port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel just gave out on loopback (closed again for the server to bind)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port free on every interface now, for a server to bind, below the kernel's ephemeral
+    range: a port the kernel gave out was sometimes handed to another socket before the
+    server bound it (a worker failed with "address already in use")."""
+    low = ephemeral_port_range()[0]
+    for _ in range(200):
+        port = random.randrange(max(10_000, low - 12_000), low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("0.0.0.0", port))  # servers bind all interfaces, not loopback alone
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 def die_with_parent() -> None:
