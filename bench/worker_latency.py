@@ -649,7 +649,9 @@ async def barge_in_figures(
     echo = await transport_round_trip(bench, interrupt, 10)
     for kind in vads:
         barges = await barge_in(bench, count, utterance, interrupt, {"WORKER_VAD": kind})
-        threshold = DEFAULTS.worker.interruption_min_duration
+        threshold = bench.worker_env.get(
+            "WORKER_INTERRUPTION_MIN_DURATION", DEFAULTS.worker.interruption_min_duration
+        )
         print(f"\n(3) barge-in, {len(barges)} interruptions, WORKER_VAD={kind},"
               f" WORKER_INTERRUPTION_MIN_DURATION={threshold}:")  # fmt: skip
         print(f"    onset -> agent audio stops p50 {ms(pct(barges, 50))}"
