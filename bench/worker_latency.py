@@ -306,7 +306,7 @@ def leading_silence(pcm: bytes) -> float:
 
 async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> list[float]:
     """The baseline the worker cannot beat: caller -> server -> an echo participant -> server
-    -> caller, with the worker's own frame sizes (its input stream's rate and 50 ms frames,
+    -> caller, with the worker's own frame sizes (its input stream's rate and frame size,
     an output AudioSource with the same queue), and no processing in between."""
     room = f"echo-{uuid.uuid4().hex[:10]}"
     token = sip_token(
@@ -315,13 +315,14 @@ async def transport_round_trip(bench: Bench, utterance: bytes, count: int) -> li
         call_sid="CA" + uuid.uuid4().hex, agent_name=None,
     )  # fmt: skip
     rate = int(bench.worker_env.get("WORKER_INPUT_SAMPLE_RATE", DEFAULTS.worker.input_sample_rate))
+    frame_ms = int(bench.worker_env.get("WORKER_INPUT_FRAME_MS", DEFAULTS.worker.input_frame_ms))
     echo = rtc.Room()
     source = rtc.AudioSource(rate, 1, queue_size_ms=200)  # as the framework's audio output
     tasks: list[asyncio.Task[None]] = []
 
     async def mirror(track: rtc.Track) -> None:
         stream = rtc.AudioStream.from_track(
-            track=track, sample_rate=rate, num_channels=1, frame_size_ms=50
+            track=track, sample_rate=rate, num_channels=1, frame_size_ms=frame_ms
         )
         async for event in stream:
             await source.capture_frame(event.frame)

@@ -188,6 +188,10 @@ class WorkerSettings(BaseModel):
     # (the framework's default is 24 kHz). AGC runs the WebRTC audio processor on every
     # frame; carriers already level phone audio, and the VAD and STT do not need it.
     input_sample_rate: int = 16000
+    # How much of the caller's audio the track hands the session at a time: the VAD, the
+    # transcription and the end-of-turn model see speech up to one frame late. Whole 10 ms
+    # steps: the WebRTC audio processor (auto_gain_control) works in 10 ms blocks.
+    input_frame_ms: int = Field(50, ge=10, le=100, multiple_of=10)
     auto_gain_control: bool = False
     # The stored call recording (Opus, caller left, agent right): 16 kHz keeps all of phone
     # audio for less encoding CPU than the framework's 48 kHz (worker/recording.py).

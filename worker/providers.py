@@ -162,9 +162,10 @@ def build_providers(settings: Settings, agent: Agent) -> Providers:
 
 
 def audio_input(settings: Settings) -> room_io.AudioInputOptions:
-    """How the session takes the caller's track (rate and AGC from settings)."""
+    """How the session takes the caller's track (rate, frame size and AGC from settings)."""
     return room_io.AudioInputOptions(
         sample_rate=settings.worker.input_sample_rate,
+        frame_size_ms=settings.worker.input_frame_ms,
         auto_gain_control=settings.worker.auto_gain_control,
     )
 

@@ -82,11 +82,20 @@ async def test_a_calls_providers_share_one_client_and_the_process_tls_context() 
 
 def test_caller_audio_is_taken_at_the_vads_rate_without_gain_control() -> None:
     options = providers.audio_input(Settings())
-    assert (options.sample_rate, options.auto_gain_control) == (16000, False)
+    assert (options.sample_rate, options.frame_size_ms, options.auto_gain_control) == (
+        16000, 50, False
+    )  # fmt: skip
     tuned = providers.audio_input(
-        Settings(worker={"input_sample_rate": 24000, "auto_gain_control": True})
-    )
-    assert (tuned.sample_rate, tuned.auto_gain_control) == (24000, True)
+        Settings(worker={"input_sample_rate": 24000, "input_frame_ms": 20,
+                         "auto_gain_control": True})
+    )  # fmt: skip
+    assert (tuned.sample_rate, tuned.frame_size_ms, tuned.auto_gain_control) == (24000, 20, True)
+
+
+@pytest.mark.parametrize("frame_ms", [0, 15, 200])
+def test_a_caller_frame_size_off_the_10_ms_grid_is_refused_at_start_up(frame_ms: int) -> None:
+    with pytest.raises(ValidationError, match="input_frame_ms"):
+        Settings(worker={"input_frame_ms": frame_ms})
 
 
 def test_an_audio_rate_no_codec_takes_is_refused_at_start_up() -> None:
