@@ -62,9 +62,10 @@ from tests.standins.openai_api import ChatScript, OpenAIStandIn  # noqa: E402
 from tests.support import factories  # noqa: E402
 from tests.support.audio import resample, rms  # noqa: E402
 from tests.support.livekit_server import LiveKitServer  # noqa: E402
-from tests.support.processes import die_with_parent, free_port  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
 from tests.support.worker_process import WorkerProcess, start_worker, worker_env  # noqa: E402
 from tests.worker.phone import SAMPLE_RATE, SAMPLES_PER_FRAME, Phone, sip_token  # noqa: E402
+from wassla.supervisor import dying_with_parent  # noqa: E402
 
 DEFAULTS = Settings()  # the worker's defaults, where --worker-env leaves a knob alone
 NUMBER = "+15557654321"
@@ -207,8 +208,7 @@ def start_standin_process() -> tuple[subprocess.Popen[bytes], str, Path]:
     port_file = Path(tempfile.mkstemp(prefix="standin-")[1])
     port_file.write_text("")
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-standin", str(port_file)],
-        preexec_fn=die_with_parent,
+        dying_with_parent([sys.executable, __file__, "--serve-standin", str(port_file)]),
     )
     deadline = time.monotonic() + 30
     while not port_file.read_text():

@@ -9,7 +9,9 @@ of a child that dies runs on real processes of its own.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.standins.openai_api import OpenAIStandIn
 from tests.support import livekit_server
 from tests.support.dev_stack import DevStack
 from tests.support.polling import eventually
+from tests.support.processes import REPO
 from wassla import livekit_local
 from wassla.dev import (
     DEMO_NUMBER,
@@ -184,3 +187,37 @@ async def test_a_child_that_dies_is_named_and_the_others_are_stopped() -> None:
     await supervisor.stop_all()
     assert sleeper.process.returncode == -15  # SIGTERM, within its grace
     assert "stopping sleeper" in said and "stopping crasher" not in said
+
+
+_ORPHAN_PROBE = """
+import subprocess, sys, time
+from wassla.supervisor import dying_with_parent
+child = subprocess.Popen(dying_with_parent([sys.executable, "-c", "import time; time.sleep(120)"]))
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status  # dead, waiting for a reaper this container may not have
+
+
+def test_a_child_gets_sigterm_when_the_process_that_started_it_is_killed() -> None:
+    # No preexec_fn: between fork and exec it can deadlock the child (CPython 3.11).
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_PROBE], stdout=subprocess.PIPE, cwd=REPO
+    )
+    assert parent.stdout is not None
+    with parent.stdout:
+        child_pid = int(parent.stdout.readline())
+    assert not _gone_or_zombie(child_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while not _gone_or_zombie(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone_or_zombie(child_pid), "the orphan kept running"

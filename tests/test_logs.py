@@ -33,7 +33,6 @@ from tests.standins.twilio_api import TwilioStandIn
 from tests.support.polling import eventually
 from tests.support.processes import (
     REPO,
-    die_with_parent,
     free_port,
     stop_process,
     wait_for_log_line,
@@ -41,6 +40,7 @@ from tests.support.processes import (
 from tests.support.service_processes import running_sender
 from tests.support.sms import inbound_params, message_sid, sms_setup
 from tests.support.twilio_signing import sign
+from wassla.supervisor import dying_with_parent
 
 # Secrets as a deployment configures them; none may reach a log line.
 SECRETS = {
@@ -270,12 +270,11 @@ def gateway_env(
 def start_gateway(env: dict[str, str], stderr: Path, stdout: Path) -> subprocess.Popen[bytes]:
     with stderr.open("wb") as err, stdout.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "webhook_gateway"],
+            dying_with_parent([sys.executable, "-m", "webhook_gateway"]),
             cwd=REPO,
             env=env,
             stdout=out,
             stderr=err,
-            preexec_fn=die_with_parent,
         )
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import sys
 import time
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-_PR_SET_PDEATHSIG = 1
 _TAIL_LINES = 30  # a dead child's last lines, printed with its exit for file-logged children
 
 
@@ -34,9 +33,16 @@ class ChildFailed(Exception):
     """A child exited, or did not get ready, while `wassla dev` waited for it."""
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` run so that it gets SIGTERM when the process that starts it dies.
+
+    Through util-linux's `setpriv --pdeathsig`, which sets PR_SET_PDEATHSIG and execs `argv`,
+    rather than a `preexec_fn`: Python code between fork and exec can deadlock the child on a
+    lock another thread held at the fork (CPython 3.11; a bench worker's start hung so)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # not Linux with util-linux: no parent-death signal
+        return argv
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 @dataclass
@@ -75,13 +81,12 @@ class Supervisor:
         """Start `argv`; its output is prefixed with `name` (or written to `log_path`);
         `child.said_ready` is set once a line of its output contains `ready_line`."""
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *dying_with_parent(argv),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         child = Child(
             name=name,

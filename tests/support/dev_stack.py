@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import REPO, die_with_parent, free_port
+from tests.support.processes import REPO, free_port
+from wassla.supervisor import dying_with_parent
 
 LAUNCHER = "[wassla dev] "
 READY_LINE = "Ctrl-C stops everything."
@@ -135,14 +136,13 @@ class DevStack:
             env.update({"OPENAI_BASE_URL": openai_base_url, "OPENAI_API_KEY": "test-openai-key"})
         env.update(extra or {})
         process = subprocess.Popen(
-            [sys.executable, "-m", "wassla.cli", "dev"],
+            dying_with_parent([sys.executable, "-m", "wassla.cli", "dev"]),
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=die_with_parent,
         )
         stack = cls(process, data_dir, port, livekit_port, worker_port)
         stack._reader = threading.Thread(target=stack._read, daemon=True)

@@ -25,7 +25,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.processes import REPO, die_with_parent, free_port, log_tail, stop_process
+from tests.support.processes import REPO, free_port, log_tail, stop_process
+from wassla.supervisor import dying_with_parent
 
 DEFAULT_BIN = REPO / ".cache" / "bin" / "livekit-server"
 API_KEY = "devkey"
@@ -127,11 +128,10 @@ class LiveKitServer:
         log = self.log_path.open("wb")
         try:
             self.process = subprocess.Popen(
-                [str(binary), "--dev", "--config", str(config)],
+                dying_with_parent([str(binary), "--dev", "--config", str(config)]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._workdir,
-                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

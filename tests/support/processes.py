@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import random
-import signal
 import socket
 import subprocess
 import time
@@ -44,13 +42,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         _HANDED_OUT.add(port)
         return port
     raise RuntimeError(f"no free port below {low}")
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the test process dies (no orphans on a kill)."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def log_tail(log: Path, lines: int = 40) -> str:

@@ -19,7 +19,8 @@ import httpx
 
 from shared.settings import Settings
 from tests.support.polling import eventually
-from tests.support.processes import REPO, die_with_parent, free_port, log_tail, stop_process
+from tests.support.processes import REPO, free_port, log_tail, stop_process
+from wassla.supervisor import dying_with_parent
 
 
 def sender_env(settings: Settings, health_port: int) -> dict[str, str]:
@@ -109,12 +110,11 @@ def _running(
     log_path = Path(tempfile.mkstemp(prefix=f"wassla-{module}-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", module],
+            dying_with_parent([sys.executable, "-m", module]),
             cwd=REPO,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
         )
     try:
         yield ServiceProcess(module, process, port, health_path, log_path)

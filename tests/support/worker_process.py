@@ -21,12 +21,12 @@ from tests.support.livekit_server import LiveKitServer
 from tests.support.polling import eventually
 from tests.support.processes import (
     REPO,
-    die_with_parent,
     free_port,
     log_tail,
     stop_process,
     wait_for_log_line,
 )
+from wassla.supervisor import dying_with_parent
 
 if TYPE_CHECKING:
     from shared.providers.recording_store import S3RecordingStore
@@ -168,12 +168,11 @@ def start_worker(
     log_path = Path(tempfile.mkstemp(prefix="wassla-worker-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "start", "--log-level", "INFO"],
+            dying_with_parent([sys.executable, "-m", "worker", "start", "--log-level", "INFO"]),
             cwd=REPO,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
             start_new_session=new_session,
         )
     metrics_port = int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None
