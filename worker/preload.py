@@ -17,4 +17,4 @@ providers.load_vad(_settings)
 if _settings.worker.turn_detection == "model":
     providers.turn_detector()  # its weights, about 250 MB, mapped once for every call
 providers.tls_context()
-sdk_warmup.exercise_openai_sdk()  # the SDK's lazy first-request work, off every first turn
+sdk_warmup.warm_up()  # the SDK's lazy first-request work, off every first turn

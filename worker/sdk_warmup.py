@@ -12,6 +12,7 @@ which a forkserver must not be left holding.
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +35,8 @@ _CHUNKS: list[dict[str, Any]] = [
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0}}},
 ]  # fmt: skip
+logger = logging.getLogger("worker.sdk_warmup")
+
 _SSE = (
     b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in _CHUNKS) + b"data: [DONE]\n\n"
 )
@@ -46,6 +49,15 @@ def _answer(request: httpx2.Request) -> httpx2.Response:
 
 
 @lru_cache(maxsize=1)  # once per process image: a job process inherits the forkserver's
+def warm_up() -> None:
+    """The warm-up, where a failure only logs: it is an optimisation, and a call's first turn
+    would do the same work itself."""
+    try:
+        exercise_openai_sdk()
+    except Exception as exc:
+        logger.warning("worker.sdk_warmup_failed", extra={"error": repr(exc)})
+
+
 def exercise_openai_sdk() -> int:
     """Stream one chat reply and one speech answer in process; how many chunks came back."""
     with openai_sdk.OpenAI(

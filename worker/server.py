@@ -84,7 +84,7 @@ def prewarm(proc: JobProcess) -> None:
     settings = load_settings()
     proc.userdata["vad"] = providers.load_vad(settings)
     providers.tls_context()
-    sdk_warmup.exercise_openai_sdk()
+    sdk_warmup.warm_up()
     recording.use_recording_rate(settings.worker.recording_sample_rate)
 
 

@@ -5,8 +5,13 @@ behind nothing a fork must not inherit."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+
+import pytest
+
+from worker import sdk_warmup
 
 # Each run a fresh interpreter (this test process has long since built the SDK's models):
 # an async chat stream as the worker's LLM plugin makes it, profiled, with or without the
@@ -86,3 +91,16 @@ def test_the_warm_up_leaves_no_thread_or_socket_for_the_fork() -> None:
     warm = _probe("warm")
     assert warm["threads"] == 1
     assert warm["new_sockets"] == 0
+
+
+def test_a_warm_up_the_sdk_refuses_is_logged_and_the_worker_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise TypeError("an SDK that changed its client's signature")
+
+    monkeypatch.setattr(sdk_warmup.openai_sdk, "OpenAI", refused)
+    with caplog.at_level(logging.WARNING, logger="worker.sdk_warmup"):
+        sdk_warmup.warm_up.__wrapped__()  # not the process's cached run
+    [record] = [r for r in caplog.records if r.getMessage() == "worker.sdk_warmup_failed"]
+    assert "changed its client's signature" in record.__dict__["error"]
