@@ -189,8 +189,9 @@ class WorkerSettings(BaseModel):
     # frame; carriers already level phone audio, and the VAD and STT do not need it.
     input_sample_rate: int = 16000
     # How much of the caller's audio the track hands the session at a time: the VAD, the
-    # transcription and the end-of-turn model see speech up to one frame late. Whole 10 ms
-    # steps: the WebRTC audio processor (auto_gain_control) works in 10 ms blocks.
+    # transcription and the end-of-turn model see speech up to one frame late; 20 ms answers
+    # sooner for a fifth more CPU a call (figures: bench/README.md). Whole 10 ms steps: the
+    # WebRTC audio processor (auto_gain_control) works in 10 ms blocks.
     input_frame_ms: int = Field(50, ge=10, le=100, multiple_of=10)
     auto_gain_control: bool = False
     # The stored call recording (Opus, caller left, agent right): 16 kHz keeps all of phone
