@@ -38,7 +38,9 @@ def dying_with_parent(argv: list[str]) -> list[str]:
 
     Through util-linux's `setpriv --pdeathsig`, which sets PR_SET_PDEATHSIG and execs `argv`,
     rather than a `preexec_fn`: Python code between fork and exec can deadlock the child on a
-    lock another thread held at the fork (CPython 3.11; a bench worker's start hung so)."""
+    lock another thread held at the fork (CPython 3.11; a bench worker's start hung so).
+    A parent that dies before setpriv has set the signal, its child's first millisecond or
+    so, leaves the child running: setpriv does not check that its parent is still there."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:  # not Linux with util-linux: no parent-death signal
         return argv
