@@ -497,18 +497,30 @@ async def test_the_end_call_goodbye_is_heard_in_full_before_the_hang_up(
     await ended_call(pool, call_sid)
 
 
-async def test_the_max_call_length_goodbye_is_heard_in_full_before_the_hang_up(
+async def test_max_call_length_warns_then_says_goodbye_in_full_and_ends_the_call_charged(
     pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
 ) -> None:
-    # The shortest call an agent allows, with the idle prompt out of its way.
-    await voice_line(pool, max_call_seconds=30, idle_prompt_seconds=300)
+    # The shortest call an agent allows, with the silent caller's idle prompt out of its way.
+    line = await voice_line(pool, max_call_seconds=30, idle_prompt_seconds=300)
 
     phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
     hung_up = disconnect_clock(phone)
-    await greeted(phone)
+    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
     await phone.wait_hung_up(within=60)
     spans = loud_spans(phone.heard, gap=0.4)
     goodbye_at = spans[-1][0]
     assert_heard_in_full(phone, goodbye_at, hung_up[0], phrases.line("goodbye", "en"))
+    assert time.monotonic() - greeted_at >= 29
+
+    call = await ended_call(pool, call_sid)
     bodies = [r["body"] for r in await messages_of(pool, call_sid)]
-    assert bodies[-1] == phrases.line("goodbye", "en")
+    assert bodies == [
+        "Hello, you reached Acme.",
+        phrases.line("max_call_warning", "en"),
+        phrases.line("goodbye", "en"),
+    ]
+    assert call.duration_seconds is not None and 30 <= call.duration_seconds < 45
+    charged = await pool.fetchval(
+        "select quantity from charges where workspace_id = $1", line["workspace"].id
+    )
+    assert charged == 1

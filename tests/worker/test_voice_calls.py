@@ -6,7 +6,6 @@ One worker process serves every test here; each test is one phone call in a fres
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import asyncpg
@@ -320,31 +319,6 @@ async def test_hand_off_without_a_number_keeps_the_caller_with_the_agent(
     assert any("No human colleague is available" in (t or "") for t in tool_outputs)
     assert livekit_tap.transfers == []
     assert not phone.hung_up
-
-
-async def test_max_call_length_warns_then_says_goodbye_and_ends_the_call(
-    pool: asyncpg.Pool, standin: OpenAIStandIn, calls: CallFactory
-) -> None:
-    # The shortest call an agent allows; the silent caller's idle prompt out of its way.
-    line = await voice_line(pool, max_call_seconds=30, idle_prompt_seconds=300)
-
-    phone, call_sid = await calls.dial(called_number=OUR_NUMBER)
-    greeted_at = await phone.wait_agent_speaking(after=0.0, within=30)
-    await phone.wait_hung_up(within=60)
-
-    call = await ended_call(pool, call_sid)
-    bodies = [r["body"] for r in await messages_of(pool, call_sid)]
-    assert bodies == [
-        "Hello, you reached Acme.",
-        "We are almost out of time for this call.",
-        "Thank you for calling. Goodbye!",
-    ]
-    assert call.duration_seconds is not None and 30 <= call.duration_seconds < 45
-    assert time.monotonic() - greeted_at >= 29
-    charged = await pool.fetchval(
-        "select quantity from charges where workspace_id = $1", line["workspace"].id
-    )
-    assert charged == 1
 
 
 async def test_playground_session_talks_to_the_named_agent_as_a_test_conversation(
