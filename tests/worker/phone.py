@@ -104,8 +104,13 @@ class Phone(CallerAudio):
 
     async def _listen(self, track: rtc.Track) -> None:
         stream = rtc.AudioStream.from_track(track=track, sample_rate=16_000, num_channels=1)
-        async for event in stream:
-            self.hear(rms(bytes(event.frame.data)))
+        try:
+            async for event in stream:
+                self.hear(rms(bytes(event.frame.data)))
+        finally:
+            # Cancelled by hang_up, an open stream stays subscribed to the SDK's events, which
+            # then land on a closed loop as the test process exits ("error putting to queue").
+            await stream.aclose()
 
     async def _pump(self) -> None:
         """Send 10 ms frames in real time: queued speech, else silence (like RTP)."""
