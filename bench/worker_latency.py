@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -117,8 +118,8 @@ def ms(value: float) -> str:
     return f"{value * 1000:7.1f} ms"
 
 
-def tree_pss_mb(root_pid: int) -> float:
-    """Proportional set size of a process and all its descendants (shared pages split)."""
+def descendants(root_pid: int) -> list[int]:
+    """A process and its live descendants."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -129,10 +130,18 @@ def tree_pss_mb(root_pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total_kb, stack = 0, [root_pid]
+    found, stack = [], [root_pid]
     while stack:
         pid = stack.pop()
+        found.append(pid)
         stack.extend(children.get(pid, []))
+    return found
+
+
+def tree_pss_mb(root_pid: int) -> float:
+    """Proportional set size of a process and all its descendants (shared pages split)."""
+    total_kb = 0
+    for pid in descendants(root_pid):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
@@ -143,27 +152,52 @@ def tree_pss_mb(root_pid: int) -> float:
     return total_kb / 1024
 
 
+def _cpu_seconds(stat_path: str) -> float:
+    """User + system CPU seconds from a /proc stat file."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(root_pid: int) -> float:
     """User + system CPU seconds of a process and its live descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += times.get(pid, 0.0)
-        stack.extend(child for child, parent in parents.items() if parent == pid)
+    total = 0.0
+    for pid in descendants(root_pid):
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(f"/proc/{pid}/stat")
     return total
+
+
+def tree_thread_cpu(root_pid: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds of every live thread of a process tree by (pid, tid), with a label:
+    the thread's name, and whether it runs in the root process or a child (a job process)."""
+    threads: dict[tuple[int, int], tuple[str, float]] = {}
+    for pid in descendants(root_pid):
+        where = "main process" if pid == root_pid else "job processes"
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        name = f.read().strip()
+                    if tid == str(pid):
+                        name = f"{name} (main thread: the asyncio loop)"
+                    seconds = _cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+                    threads[(pid, int(tid))] = (f"{where}: {name}", seconds)
+    return threads
+
+
+def thread_shares(
+    before: dict[tuple[int, int], tuple[str, float]],
+    after: dict[tuple[int, int], tuple[str, float]],
+    wall: float,
+) -> list[tuple[str, float]]:
+    """Cores each thread label took between two `tree_thread_cpu` readings, largest first;
+    a thread that started in between counts from zero, one that ended is not counted."""
+    shares: dict[str, float] = {}
+    for key, (label, seconds) in after.items():
+        used = seconds - before.get(key, (label, 0.0))[1]
+        shares[label] = shares.get(label, 0.0) + used / wall
+    return sorted(shares.items(), key=lambda item: -item[1])
 
 
 def serve_standin(port_file: str) -> None:
@@ -501,7 +535,7 @@ async def barge_in(
 
 async def concurrency(
     bench: Bench, n: int, utterance: bytes, turns: int, executor: str, env: dict[str, str]
-) -> tuple[list[float], float, float, dict[str, float]]:
+) -> tuple[list[float], float, float, dict[str, float], list[tuple[str, float]]]:
     worker = bench.worker(
         {
             "WORKER_JOB_EXECUTOR": executor,
@@ -554,16 +588,18 @@ async def concurrency(
             }
 
         cpu_before = cpu_now()
+        threads_before = tree_thread_cpu(worker.process.pid)
         wall_before = time.monotonic()
         await asyncio.gather(*(talk(p, i * 0.37 % 2.0) for i, p in enumerate(phones)))
         wall = time.monotonic() - wall_before
+        threads = thread_shares(threads_before, tree_thread_cpu(worker.process.pid), wall)
         cpu_after = cpu_now()
         shares = {name: (cpu_after[name] - cpu_before[name]) / wall for name in cpu_before}
         for phone in phones:
             await phone.hang_up()
         if unanswered:
             print(f"    !! {unanswered} of {len(phones)} calls had a turn never answered (30 s)")
-        return samples, idle_mb, busy_mb, shares
+        return samples, idle_mb, busy_mb, shares, threads
     finally:
         worker.stop()
 
@@ -676,7 +712,7 @@ async def concurrency_figures(
     for executor in executors:
         for kind in vads:
             for n in calls:
-                samples, idle_mb, busy_mb, cpu = await concurrency(
+                samples, idle_mb, busy_mb, cpu, threads = await concurrency(
                     bench, n, utterance, turns, executor, {"WORKER_VAD": kind}
                 )
                 v2v = samples or [float("nan")]
@@ -688,6 +724,9 @@ async def concurrency_figures(
                       f" {cpu['worker']:.2f} cores in all); apart: callers"
                       f" {cpu['callers']:.2f}, livekit-server {cpu['livekit-server']:.2f},"
                       f" stand-in {cpu['stand-in']:.2f} cores")  # fmt: skip
+                print("      worker CPU by thread, core/call:")
+                for label, cores in threads[:8]:
+                    print(f"        {cores / n:.3f}  {label}")
                 print(f"      worker PSS idle {idle_mb:.0f} MB (the models loaded), with calls"
                       f" {busy_mb:.0f} MB -> {per_call:.1f} MB/call (target < 60:"
                       f" {'met' if per_call < 60 else 'MISSED'})")  # fmt: skip
