@@ -130,10 +130,11 @@ async def open_loop(
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (0 when it is gone)."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU a process (or one of its threads) has used so far (0 when gone)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(path, "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return 0.0

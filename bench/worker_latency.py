@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -56,6 +55,7 @@ from livekit import api, rtc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.caller_voices import VOICES, say  # noqa: E402
+from bench.loadgen import cpu_seconds  # noqa: E402
 from shared import migrate  # noqa: E402
 from shared.devdb import start_embedded, stop_embedded  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -152,20 +152,16 @@ def tree_pss_mb(root_pid: int) -> float:
     return total_kb / 1024
 
 
-def _cpu_seconds(stat_path: str) -> float:
-    """User + system CPU seconds from a /proc stat file."""
-    with open(stat_path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def tree_cpu_seconds(root_pid: int) -> float:
     """User + system CPU seconds of a process and its live descendants."""
-    total = 0.0
-    for pid in descendants(root_pid):
-        with contextlib.suppress(OSError):
-            total += _cpu_seconds(f"/proc/{pid}/stat")
-    return total
+    return sum(cpu_seconds(pid) for pid in descendants(root_pid))
+
+
+def _thread_ids(pid: int) -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []  # the process ended after descendants() saw it
 
 
 def tree_thread_cpu(root_pid: int) -> dict[tuple[int, int], tuple[str, float]]:
@@ -174,15 +170,14 @@ def tree_thread_cpu(root_pid: int) -> dict[tuple[int, int], tuple[str, float]]:
     threads: dict[tuple[int, int], tuple[str, float]] = {}
     for pid in descendants(root_pid):
         where = "main process" if pid == root_pid else "job processes"
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError):
-                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                        name = f.read().strip()
-                    if tid == str(pid):
-                        name = f"{name} (main thread: the asyncio loop)"
-                    seconds = _cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
-                    threads[(pid, int(tid))] = (f"{where}: {name}", seconds)
+        for tid in _thread_ids(pid):
+            try:
+                name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            except OSError:
+                continue  # the thread ended after the listing
+            if tid == pid:
+                name = f"{name} (main thread: the asyncio loop)"
+            threads[(pid, tid)] = (f"{where}: {name}", cpu_seconds(pid, tid))
     return threads
 
 

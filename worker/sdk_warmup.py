@@ -19,6 +19,8 @@ from typing import Any
 import httpx2
 import openai as openai_sdk
 
+logger = logging.getLogger("worker.sdk_warmup")
+
 _CHUNK: dict[str, Any] = {"id": "chatcmpl-warmup", "object": "chat.completion.chunk",
                           "created": 0, "model": "warm-up"}  # fmt: skip
 # The chunk shapes of a streamed reply: its role, words, a tool call, its end and usage.
@@ -35,8 +37,6 @@ _CHUNKS: list[dict[str, Any]] = [
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0}}},
 ]  # fmt: skip
-logger = logging.getLogger("worker.sdk_warmup")
-
 _SSE = (
     b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in _CHUNKS) + b"data: [DONE]\n\n"
 )
